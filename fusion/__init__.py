@@ -1,0 +1,1 @@
+"""fusion stage of multimodal_perception (see ARCHITECTURE.md)."""

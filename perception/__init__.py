@@ -1,0 +1,1 @@
+"""perception stage of multimodal_perception (see ARCHITECTURE.md)."""

@@ -1,0 +1,311 @@
+"""sensor_msgs/PointCloud2 to and from numpy, without Python loops over points.
+
+A cloud's ``fields`` become a numpy structured dtype (names, offsets, byte order,
+``itemsize = point_step``), so reading is a strided view on the message buffer. Any
+field set and offsets, every PointField datatype, ``count > 1``, point_step padding,
+row_step padding, both endians and organised clouds are handled; NaN/Inf points are
+removed on request with the indices of the kept points returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import EncodingError, LayoutError, SizeLimitError
+from .factory import MessageFactory
+from .limits import DEFAULT_LIMITS, MessageLimits
+from .stamps import make_header
+
+POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
+
+# sensor_msgs/PointField datatype constants.
+INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = range(1, 9)
+DATATYPE_TO_NUMPY = {
+    INT8: np.dtype("i1"),
+    UINT8: np.dtype("u1"),
+    INT16: np.dtype("i2"),
+    UINT16: np.dtype("u2"),
+    INT32: np.dtype("i4"),
+    UINT32: np.dtype("u4"),
+    FLOAT32: np.dtype("f4"),
+    FLOAT64: np.dtype("f8"),
+}
+NUMPY_TO_DATATYPE = {(dt.kind, dt.itemsize): code for code, dt in DATATYPE_TO_NUMPY.items()}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    offset: int
+    datatype: int
+    count: int = 1
+
+
+def field_specs(msg: Any) -> list[FieldSpec]:
+    specs = []
+    for i, f in enumerate(msg.fields):
+        datatype = int(f.datatype)
+        if datatype not in DATATYPE_TO_NUMPY:
+            raise EncodingError(POINTCLOUD2, f"fields[{i}].datatype", datatype, "must be 1..8")
+        # count 0 appears in the wild (some drivers); PCL reads it as 1.
+        specs.append(FieldSpec(str(f.name), int(f.offset), datatype, max(int(f.count), 1)))
+    return specs
+
+
+def cloud_dtype(specs: Sequence[FieldSpec], point_step: int, big_endian: bool) -> np.dtype:
+    """The structured dtype of one point; validates offsets against ``point_step``."""
+    if point_step <= 0:
+        raise LayoutError(POINTCLOUD2, "point_step", point_step, "must be positive")
+    order = ">" if big_endian else "<"
+    names: list[str] = []
+    formats: list[Any] = []
+    offsets: list[int] = []
+    for i, spec in enumerate(specs):
+        base = DATATYPE_TO_NUMPY[spec.datatype].newbyteorder(order)
+        size = base.itemsize * spec.count
+        if spec.offset < 0 or spec.offset + size > point_step:
+            raise LayoutError(
+                POINTCLOUD2,
+                f"fields[{i}].offset",
+                spec.offset,
+                f"field {spec.name!r} ({size} bytes) lies outside the point of "
+                f"point_step={point_step} bytes",
+            )
+        if spec.name in names:
+            raise LayoutError(POINTCLOUD2, f"fields[{i}].name", spec.name, "duplicate field name")
+        if not spec.name:
+            continue  # unnamed padding fields (PCL writes "_") carry no data we read
+        names.append(spec.name)
+        formats.append(base if spec.count == 1 else (base, (spec.count,)))
+        offsets.append(spec.offset)
+    return np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}
+    )
+
+
+def _checked_layout(msg: Any, limits: MessageLimits) -> tuple[np.dtype, np.ndarray, int, int, int]:
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    for name, value in (("height", height), ("width", width), ("row_step", row_step)):
+        if value < 0:
+            raise LayoutError(POINTCLOUD2, name, value, "must not be negative")
+    if height * width > limits.max_cloud_points:
+        raise SizeLimitError(
+            POINTCLOUD2,
+            "width*height",
+            height * width,
+            f"over the cap of {limits.max_cloud_points} points",
+        )
+    if row_step * height > limits.max_cloud_bytes:
+        raise SizeLimitError(
+            POINTCLOUD2,
+            "row_step",
+            row_step,
+            f"row_step*height = {row_step * height} over the cap of {limits.max_cloud_bytes} bytes",
+        )
+    dtype = cloud_dtype(field_specs(msg), point_step, bool(msg.is_bigendian))
+    if row_step < width * point_step:
+        raise LayoutError(
+            POINTCLOUD2,
+            "row_step",
+            row_step,
+            f"smaller than width*point_step = {width}*{point_step} = {width * point_step}",
+        )
+    data = msg.data
+    if isinstance(data, np.ndarray) and data.dtype == np.uint8:
+        buf = data.reshape(-1)
+    else:
+        try:
+            buf = np.frombuffer(data, dtype=np.uint8)
+        except TypeError:
+            buf = np.asarray(data, dtype=np.uint8)
+    if buf.size != row_step * height:
+        raise LayoutError(
+            POINTCLOUD2,
+            "data",
+            f"<{buf.size} bytes>",
+            f"length is not row_step*height = {row_step}*{height} = {row_step * height}",
+        )
+    return dtype, buf, height, width, row_step
+
+
+def cloud_to_structured(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
+    """All points as a structured array of shape (height*width,), a view where possible."""
+    dtype, buf, height, width, row_step = _checked_layout(msg, limits)
+    if height * width == 0:
+        return np.zeros(0, dtype=dtype)
+    grid = np.ndarray((height, width), dtype=dtype, buffer=buf, strides=(row_step, dtype.itemsize))
+    return grid.reshape(-1)  # a copy only when rows are padded
+
+
+def cloud_field_names(msg: Any) -> list[str]:
+    return [str(f.name) for f in msg.fields]
+
+
+def cloud_to_xyz(
+    msg: Any,
+    *,
+    remove_nonfinite: bool = True,
+    fields: tuple[str, str, str] = ("x", "y", "z"),
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points as contiguous float32 (N, 3) and the indices of those points in the cloud.
+
+    With ``remove_nonfinite`` (default) points with a NaN or Inf coordinate are dropped
+    whatever ``is_dense`` claims; the returned indices map the rows back to the cloud
+    (row-major for organised clouds) so other fields can be gathered.
+    """
+    dtype, buf, height, width, row_step = _checked_layout(msg, limits)
+    missing = [name for name in fields if name not in (dtype.names or ())]
+    if missing:
+        raise LayoutError(
+            POINTCLOUD2, "fields", cloud_field_names(msg), f"no field named {missing[0]!r}"
+        )
+    n = height * width
+    offs = [dtype.fields[name][1] for name in fields]
+    kinds = [dtype.fields[name][0] for name in fields]
+    if n == 0:
+        return np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
+    same_f4 = all(k.kind == "f" and k.itemsize == 4 and k.shape == () for k in kinds)
+    if same_f4 and offs[1] == offs[0] + 4 and offs[2] == offs[0] + 8:
+        # Fast path: x, y, z adjacent float32 (the layout of nearly every driver): one
+        # strided (N, 3) view and one gathering copy.
+        base = kinds[0]
+        if row_step == width * dtype.itemsize:
+            view = np.ndarray(
+                (n, 3), dtype=base, buffer=buf, offset=offs[0], strides=(dtype.itemsize, 4)
+            )
+        else:
+            view = np.ndarray(
+                (height, width, 3),
+                dtype=base,
+                buffer=buf,
+                offset=offs[0],
+                strides=(row_step, dtype.itemsize, 4),
+            ).reshape(n, 3)
+        xyz = np.array(view, dtype=np.float32, order="C")
+    else:
+        points = cloud_to_structured(msg, limits)
+        xyz = np.empty((n, 3), dtype=np.float32)
+        for column, name in enumerate(fields):
+            xyz[:, column] = points[name]
+    if remove_nonfinite:
+        finite = np.isfinite(xyz).all(axis=1)
+        if not finite.all():
+            index = np.flatnonzero(finite)
+            return xyz[index], index
+    return xyz, np.arange(n, dtype=np.int64)
+
+
+def cloud_fields(
+    msg: Any,
+    names: Sequence[str],
+    *,
+    index: np.ndarray | None = None,
+    dtype: Any = np.float32,
+    limits: MessageLimits = DEFAULT_LIMITS,
+) -> dict[str, np.ndarray]:
+    """Named fields as native arrays of ``dtype``, optionally gathered at ``index``."""
+    points = cloud_to_structured(msg, limits)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name not in (points.dtype.names or ()):
+            raise LayoutError(
+                POINTCLOUD2, "fields", cloud_field_names(msg), f"no field named {name!r}"
+            )
+        column = points[name] if index is None else points[name][index]
+        out[name] = np.asarray(column, dtype=dtype)
+    return out
+
+
+def structured_to_cloud(
+    points: np.ndarray | Mapping[str, np.ndarray],
+    *,
+    factory: MessageFactory,
+    stamp_ns: int,
+    frame_id: str,
+    big_endian: bool = False,
+    point_step: int | None = None,
+    height: int = 1,
+    is_dense: bool | None = None,
+) -> Any:
+    """Build a PointCloud2 from a structured array or a mapping of name to column.
+
+    Fields are packed in the given order; ``point_step`` larger than the packed size
+    pads each point (as drivers aligning to 16 or 32 bytes do). ``height > 1`` makes an
+    organised cloud of ``len / height`` columns.
+    """
+    if isinstance(points, np.ndarray) and points.dtype.names:
+        columns = {name: points[name] for name in points.dtype.names}
+    elif isinstance(points, Mapping):
+        columns = {name: np.asarray(col) for name, col in points.items()}
+    else:
+        raise LayoutError(POINTCLOUD2, "points", type(points).__name__, "need named columns")
+    if not columns:
+        raise LayoutError(POINTCLOUD2, "fields", [], "a cloud needs at least one field")
+    n = len(next(iter(columns.values())))
+    order = ">" if big_endian else "<"
+    names, formats, offsets, field_msgs = [], [], [], []
+    offset = 0
+    for name, col in columns.items():
+        if len(col) != n:
+            raise LayoutError(POINTCLOUD2, name, len(col), f"column length differs from {n}")
+        base = col.dtype.base if col.ndim == 1 else col.dtype
+        code = NUMPY_TO_DATATYPE.get((base.kind, base.itemsize))
+        if code is None:
+            raise EncodingError(POINTCLOUD2, name, str(base), "no PointField datatype for it")
+        count = 1 if col.ndim == 1 else int(np.prod(col.shape[1:]))
+        fmt = base.newbyteorder(order)
+        names.append(name)
+        formats.append(fmt if count == 1 else (fmt, (count,)))
+        offsets.append(offset)
+        field_msgs.append(
+            factory.make(
+                "sensor_msgs/msg/PointField", name=name, offset=offset, datatype=code, count=count
+            )
+        )
+        offset += base.itemsize * count
+    step = offset if point_step is None else int(point_step)
+    if step < offset:
+        raise LayoutError(POINTCLOUD2, "point_step", step, f"smaller than its fields ({offset})")
+    if height <= 0 or n % height:
+        raise LayoutError(POINTCLOUD2, "height", height, f"does not divide {n} points")
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": step})
+    packed = np.zeros(n, dtype=dtype)
+    for name, col in columns.items():
+        packed[name] = col.reshape(packed[name].shape)
+    if is_dense is None:
+        floats = [c for c in columns.values() if c.dtype.kind == "f"]
+        is_dense = all(bool(np.isfinite(c).all()) for c in floats)
+    width = n // height
+    return factory.make(
+        POINTCLOUD2,
+        header=make_header(factory, stamp_ns, frame_id),
+        height=height,
+        width=width,
+        fields=field_msgs,
+        is_bigendian=bool(big_endian),
+        point_step=step,
+        row_step=step * width,
+        data=packed.view(np.uint8).reshape(-1),
+        is_dense=bool(is_dense),
+    )
+
+
+def xyz_to_cloud(
+    xyz: np.ndarray,
+    *,
+    factory: MessageFactory,
+    stamp_ns: int,
+    frame_id: str,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> Any:
+    """Convenience: float32 x, y, z (+ extra columns) as an unorganised cloud."""
+    xyz = np.asarray(xyz, dtype=np.float32)
+    columns: dict[str, np.ndarray] = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}
+    columns.update(extra or {})
+    return structured_to_cloud(columns, factory=factory, stamp_ns=stamp_ns, frame_id=frame_id)

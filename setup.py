@@ -1,0 +1,63 @@
+"""Build script for multimodal_perception: colcon (ament_python) and plain pip alike.
+
+The repository follows the design card's layout (``ros_pkg/``, ``perception/``,
+``fusion/``, ``sim/`` at the top level); ``package_dir`` installs them as subpackages of
+one importable package, ``multimodal_perception``, so nothing generic such as
+``fusion`` lands at the top of site-packages.
+"""
+
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "multimodal_perception"
+
+SUBPACKAGES = {
+    "ros_pkg": "ros_pkg",
+    "perception": "perception",
+    "fusion": "fusion",
+    "sim": "sim",
+    "datasets": "multimodal_perception/datasets",
+}
+
+
+def _data_files() -> list[tuple[str, list[str]]]:
+    share = f"share/{PACKAGE}"
+    files = [
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (share, ["package.xml"]),
+        (f"{share}/launch", glob("launch/*.launch.py")),
+        (f"{share}/config", glob("config/*.yaml")),
+        (f"{share}/models", glob("models/*.yaml") + glob("models/*.onnx")),
+    ]
+    return [(dest, srcs) for dest, srcs in files if srcs]
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="ROS 2 camera/lidar/radar perception with semantic-consistency filtering",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.13",
+    packages=[PACKAGE] + [f"{PACKAGE}.{name}" for name in SUBPACKAGES],
+    package_dir={PACKAGE: PACKAGE} | {f"{PACKAGE}.{k}": v for k, v in SUBPACKAGES.items()},
+    package_data={f"{PACKAGE}.ros_pkg": ["msg/*/*.msg"]},
+    data_files=_data_files(),
+    install_requires=[
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "opencv-python-headless>=4.5",
+        "pyyaml>=5.4",
+        "rosbags>=0.10",
+        "onnxruntime>=1.14",
+        "jsonschema>=4.0",
+        "matplotlib>=3.5",
+    ],
+    extras_require={
+        "torch": ["torch>=2.1"],
+        "open3d": ["open3d>=0.17"],
+        "test": ["pytest>=7", "ruff"],
+    },
+    zip_safe=False,
+    entry_points={"console_scripts": ["mmp = multimodal_perception.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""sim stage of multimodal_perception (see ARCHITECTURE.md)."""
