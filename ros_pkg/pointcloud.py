@@ -153,10 +153,13 @@ def cloud_to_xyz(
     fields: tuple[str, str, str] = ("x", "y", "z"),
     limits: MessageLimits = DEFAULT_LIMITS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Points as contiguous float32 (N, 3) and the indices of those points in the cloud.
+    """Points as float32 (N, 3) and the indices of those points in the cloud.
 
-    With ``remove_nonfinite`` (default) points with a NaN or Inf coordinate are dropped
-    whatever ``is_dense`` claims; the returned indices map the rows back to the cloud
+    For the layout nearly every driver uses (x, y, z adjacent native float32) the
+    result is a strided (N, 3) view on one private copy of the point bytes: a single
+    memcpy instead of a per-point gather. Other layouts are gathered into a contiguous
+    array. With ``remove_nonfinite`` (default) points with a NaN or Inf coordinate are
+    dropped whatever ``is_dense`` claims; the indices map rows back to the cloud
     (row-major for organised clouds) so other fields can be gathered.
     """
     dtype, buf, height, width, row_step = _checked_layout(msg, limits)
@@ -166,39 +169,58 @@ def cloud_to_xyz(
             POINTCLOUD2, "fields", cloud_field_names(msg), f"no field named {missing[0]!r}"
         )
     n = height * width
-    offs = [dtype.fields[name][1] for name in fields]
-    kinds = [dtype.fields[name][0] for name in fields]
     if n == 0:
         return np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
+    offs = [dtype.fields[name][1] for name in fields]
+    kinds = [dtype.fields[name][0] for name in fields]
     same_f4 = all(k.kind == "f" and k.itemsize == 4 and k.shape == () for k in kinds)
-    if same_f4 and offs[1] == offs[0] + 4 and offs[2] == offs[0] + 8:
-        # Fast path: x, y, z adjacent float32 (the layout of nearly every driver): one
-        # strided (N, 3) view and one gathering copy.
-        base = kinds[0]
-        if row_step == width * dtype.itemsize:
-            view = np.ndarray(
-                (n, 3), dtype=base, buffer=buf, offset=offs[0], strides=(dtype.itemsize, 4)
-            )
-        else:
-            view = np.ndarray(
-                (height, width, 3),
-                dtype=base,
-                buffer=buf,
-                offset=offs[0],
-                strides=(row_step, dtype.itemsize, 4),
-            ).reshape(n, 3)
-        xyz = np.array(view, dtype=np.float32, order="C")
+    adjacent = same_f4 and offs[1] == offs[0] + 4 and offs[2] == offs[0] + 8
+    packed_rows = row_step == width * dtype.itemsize
+    word_aligned = offs[0] % 4 == 0 and dtype.itemsize % 4 == 0
+    if adjacent and packed_rows and (kinds[0].isnative or word_aligned):
+        private = buf.copy()
+        if not kinds[0].isnative:
+            # Swapping every 4-byte word of the copy puts x, y, z in native order (other
+            # fields are garbled, but only x, y, z are viewed): far cheaper than a gather.
+            private.view(np.uint32).byteswap(inplace=True)
+        xyz = np.ndarray((n, 3), dtype=np.float32, buffer=private, offset=offs[0],
+                         strides=(dtype.itemsize, 4))  # fmt: skip
+    elif adjacent:
+        view = np.ndarray(
+            (height, width, 3), dtype=kinds[0], buffer=buf, offset=offs[0],
+            strides=(row_step, dtype.itemsize, 4),
+        )  # fmt: skip
+        xyz = np.array(view.reshape(n, 3), dtype=np.float32, order="C")
     else:
         points = cloud_to_structured(msg, limits)
         xyz = np.empty((n, 3), dtype=np.float32)
         for column, name in enumerate(fields):
             xyz[:, column] = points[name]
     if remove_nonfinite:
-        finite = np.isfinite(xyz).all(axis=1)
-        if not finite.all():
-            index = np.flatnonzero(finite)
-            return xyz[index], index
-    return xyz, np.arange(n, dtype=np.int64)
+        # NaN and Inf propagate through a sum, so one pass over the row sums finds the
+        # candidates; the exact per-coordinate test runs on those rows only (a sum of
+        # huge finite values can overflow).
+        candidates = np.flatnonzero(~np.isfinite(xyz[:, 0] + xyz[:, 1] + xyz[:, 2]))
+        if candidates.size:
+            bad = candidates[~np.isfinite(xyz[candidates]).all(axis=1)]
+            if bad.size:
+                keep = np.ones(n, dtype=bool)
+                keep[bad] = False
+                index = np.flatnonzero(keep)
+                return xyz[index], index
+    return xyz, _identity_index(n)
+
+
+_IDENTITY = np.zeros(0, dtype=np.int64)
+
+
+def _identity_index(n: int) -> np.ndarray:
+    """A read-only 0..n-1 index, sliced from a cached arange (no per-call allocation)."""
+    global _IDENTITY
+    if _IDENTITY.size < n:
+        _IDENTITY = np.arange(max(n, 2 * _IDENTITY.size), dtype=np.int64)
+        _IDENTITY.flags.writeable = False
+    return _IDENTITY[:n]
 
 
 def cloud_fields(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import roundtrip
 
+from conftest import roundtrip
 from multimodal_perception.ros_pkg.errors import EncodingError, LayoutError, SizeLimitError
 from multimodal_perception.ros_pkg.image import (
     array_to_image,

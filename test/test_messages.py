@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import roundtrip
 from scipy.spatial.transform import Rotation
 
+from conftest import roundtrip
 from multimodal_perception.ros_pkg.camera_info import camera_info_to_model, model_to_camera_info
 from multimodal_perception.ros_pkg.errors import (
     EncodingError,
@@ -100,8 +100,12 @@ def test_radar_tracks(factory, typestore):
             acceleration_covariance=np.zeros(6, np.float32),
             size_covariance=np.zeros(6, np.float32),
         ))  # fmt: skip
-    msg = roundtrip(typestore, factory.make(
-        "radar_msgs/msg/RadarTracks", header=make_header(factory, 77, "radar"), tracks=tracks))
+    msg = roundtrip(
+        typestore,
+        factory.make(
+            "radar_msgs/msg/RadarTracks", header=make_header(factory, 77, "radar"), tracks=tracks
+        ),
+    )
     arrays = radar_tracks_to_arrays(msg)
     assert len(arrays) == 3 and arrays.ids[1] == bytes(np.arange(16, dtype=np.uint8) + 1).hex()
     np.testing.assert_allclose(arrays.position[:, 0], [10, 11, 12])
@@ -119,7 +123,7 @@ def test_tf_round_trip_and_validation(factory, typestore):
     np.testing.assert_allclose(t.matrix()[:3, 3], [1.0, 0.2, 1.5])
     q = msg.transforms[0].transform.rotation
     q.x = q.y = q.z = q.w = 0.0
-    with pytest.raises(ValueRangeError, match="transforms\\[0\\].transform.rotation"):
+    with pytest.raises(ValueRangeError, match=r"transforms\[0\]\.transform\.rotation"):
         tf_message_to_transforms(msg)
     q.w, msg.transforms[0].transform.translation.x = 1.0, float("nan")
     with pytest.raises(ValueRangeError, match="translation"):
@@ -185,6 +189,12 @@ def test_output_messages_serialise_and_read_back(factory, typestore):
         factory, stamp_ns=1, frame_id="base_link", centers=[[1, 2, 3]], sizes=[[1, 1, 1]],
         yaws=[0.0], labels=["car #3"]))  # fmt: skip
     assert [m.action for m in markers.markers] == [3, 0, 0] and markers.markers[2].text == "car #3"
-    diag = roundtrip(typestore, diagnostic_array(factory, stamp_ns=5, statuses=[
-        StatusReport("mmp: sync", 1, "radar missing", values={"dropped.too_old": 3})]))
+    diag = roundtrip(
+        typestore,
+        diagnostic_array(
+            factory,
+            stamp_ns=5,
+            statuses=[StatusReport("mmp: sync", 1, "radar missing", values={"dropped.too_old": 3})],
+        ),
+    )
     assert diag.status[0].level == 1 and diag.status[0].values[0].value == "3"

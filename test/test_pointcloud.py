@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import roundtrip
 
+from conftest import roundtrip
 from multimodal_perception.ros_pkg.errors import EncodingError, LayoutError, SizeLimitError
 from multimodal_perception.ros_pkg.limits import MessageLimits
 from multimodal_perception.ros_pkg.pointcloud import (
@@ -72,7 +72,8 @@ def test_layouts_parse_to_source_xyz(factory, typestore, layout, big_endian, pad
         np.testing.assert_array_equal(pts["xyz"], src.astype("f4"))
         return
     xyz, index = cloud_to_xyz(msg)
-    assert xyz.dtype == np.float32 and xyz.flags.c_contiguous and xyz.shape == (N, 3)
+    assert xyz.dtype == np.float32 and xyz.dtype.isnative and xyz.shape == (N, 3)
+    assert not np.shares_memory(xyz, msg.data)  # a private copy, safe to keep
     np.testing.assert_array_equal(xyz, src.astype(np.float32))
     np.testing.assert_array_equal(index, np.arange(N))
     others = [name for name in columns if name not in "xyz"]

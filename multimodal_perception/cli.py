@@ -1,0 +1,72 @@
+"""``mmp``: the command-line entry point (make-bag, info; replay, eval, bench as they land)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from . import paths
+
+
+def _cmd_make_bag(args: argparse.Namespace) -> int:
+    from .bagbuild import DATASETS, build_real_bag
+
+    if args.synthetic:
+        print("mmp make-bag --synthetic: the synthetic world is not built yet", file=sys.stderr)
+        return 2
+    datasets = DATASETS if args.dataset == "all" else (args.dataset,)
+    out_root = Path(args.out or paths.cache_dir() / "bags")
+    out_root.mkdir(parents=True, exist_ok=True)
+    for name in datasets:
+        out = out_root / name
+        if out.exists():
+            if not args.force:
+                print(f"{out} exists (use --force to rebuild)")
+                continue
+            shutil.rmtree(out)
+        counts = build_real_bag(name, Path(args.data or paths.data_dir()), out)
+        print(f"wrote {out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .ros_pkg.bag_io import bag_metadata, summarise_bag
+
+    for bag in args.bags:
+        print(f"{bag}:")
+        for key, value in bag_metadata(bag).items():
+            print(f"  {key}: {value}")
+        summary = summarise_bag(bag)
+        print(f"  {'topic':32} {'type':38} {'count':>6} {'errors':>6} {'rate_hz':>8}")
+        for topic, s in sorted(summary.items()):
+            rate = s.rate_hz()
+            rate_text = f"{rate:8.2f}" if rate is not None else "       -"
+            print(f"  {topic:32} {s.msgtype:38} {s.count:6d} {s.errors:6d} {rate_text}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    mk = sub.add_parser("make-bag", help="write rosbag2 (MCAP) files from real or synthetic data")
+    mk.add_argument("--dataset", default="all", choices=["all", "kitti_raw", "kitti_object", "vod"])
+    mk.add_argument("--data", help="data directory (default: $MMP_DATA_DIR or ../shared/data)")
+    mk.add_argument("--out", help="output directory (default: .cache/bags)")
+    mk.add_argument("--force", action="store_true", help="rebuild bags that exist")
+    mk.add_argument("--synthetic", action="store_true", help="the project's synthetic world")
+    mk.set_defaults(func=_cmd_make_bag)
+    info = sub.add_parser("info", help="topics, types, counts and header-stamp rates of bags")
+    info.add_argument("bags", nargs="+")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
