@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: all test demo demo-real bench lint clean venv
+.PHONY: all test demo demo-real sample-bag bench lint clean venv
 
 all: test
 
@@ -13,7 +13,7 @@ $(STAMP): setup.py pyproject.toml scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,open3d]'
+	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,11 +26,26 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# The main job. Until the synthetic world and the pipeline land, it builds the bags
-# that exist (from ../shared/data when present) and reports their topics.
+SAMPLE ?= bags/urban_crossing_5s
+
+# The main job, on the project's own synthetic bag. Until the pipeline lands it reports
+# the bag (topics, types, counts, rates) and draws ground-truth pictures of the scenarios.
 demo: $(STAMP)
-	$(BIN)/mmp make-bag --dataset all --out $(OUT)/bags --force
-	$(BIN)/mmp info $(OUT)/bags/*
+	$(BIN)/mmp info $(SAMPLE)
+	$(BIN)/mmp preview --scenario urban_crossing --time 2.0 --out $(OUT)/urban_crossing_t2.png
+	$(BIN)/mmp preview --scenario highway_following --time 4.5 --out $(OUT)/highway_following.png
+	$(BIN)/mmp preview --scenario indoor_aisle --time 4.5 --out $(OUT)/indoor_aisle.png
+	@echo "demo outputs in $(OUT)/"
+
+# Bags built from the real recordings in ../shared/data (never committed).
+demo-real: $(STAMP)
+	$(BIN)/mmp make-bag --dataset all --out .cache/bags --force
+	$(BIN)/mmp info .cache/bags/*
+
+# Rebuild the shipped synthetic bag (the tests check it regenerates byte for byte).
+sample-bag: $(STAMP)
+	rm -rf $(SAMPLE)
+	$(BIN)/mmp make-bag --synthetic --scenario urban_crossing --seconds 5 --seed 0 --out $(SAMPLE)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -29,6 +29,7 @@ def _data_files() -> list[tuple[str, list[str]]]:
         (f"{share}/launch", glob("launch/*.launch.py")),
         (f"{share}/config", glob("config/*.yaml")),
         (f"{share}/models", glob("models/*.yaml") + glob("models/*.onnx")),
+        (f"{share}/bags/urban_crossing_5s", glob("bags/urban_crossing_5s/*")),
     ]
     return [(dest, srcs) for dest, srcs in files if srcs]
 
@@ -52,10 +53,10 @@ setup(
         "onnxruntime>=1.14",
         "jsonschema>=4.0",
         "matplotlib>=3.5",
+        "open3d>=0.17",
     ],
     extras_require={
         "torch": ["torch>=2.1"],
-        "open3d": ["open3d>=0.17"],
         "test": ["pytest>=7", "ruff"],
     },
     zip_safe=False,

@@ -33,8 +33,9 @@ def _cloud(layout: str, big_endian: bool = False):
         cols["time"] = rng.uniform(0, 0.1, N).astype(np.float32)
         step = 32
     factory = RosbagsFactory(get_project_typestore())
-    return structured_to_cloud(cols, factory=factory, stamp_ns=0, frame_id="lidar",
-                               big_endian=big_endian, point_step=step)  # fmt: skip
+    return structured_to_cloud(
+        cols, factory=factory, stamp_ns=0, frame_id="lidar", big_endian=big_endian, point_step=step
+    )
 
 
 def main() -> None:

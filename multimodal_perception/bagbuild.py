@@ -13,9 +13,8 @@ an ignored cache directory, never committed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from .ros_pkg.image import array_to_image
 from .ros_pkg.outputs import detection2d_array, detection3d_array
 from .ros_pkg.pointcloud import structured_to_cloud
 from .ros_pkg.tf_msgs import transform_from_matrix, transforms_to_tf_message
+from .timing import SensorTiming, TimingModel
 
 TOPICS = {
     "image": "/camera/image_raw",
@@ -52,44 +52,6 @@ BASE, LIDAR, CAMERA, RADAR = "base_link", "lidar", "camera_optical", "radar"
 DATASETS = ("kitti_raw", "kitti_object", "vod")
 # An arbitrary but fixed epoch for sources without stamps (2011-09-26 13:00 UTC, KITTI's day).
 EPOCH_NS = 1_317_042_000 * 1_000_000_000
-
-
-@dataclass(frozen=True)
-class SensorTiming:
-    """Nominal stamp of frame k: start + k / rate + offset + N(0, jitter)."""
-
-    rate_hz: float
-    offset_s: float = 0.0
-    jitter_s: float = 0.0
-
-
-@dataclass
-class TimingModel:
-    start_ns: int
-    sensors: dict[str, SensorTiming]
-    seed: int = 0
-    note: str = ""
-    _rng: np.random.Generator = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
-
-    def stamp(self, sensor: str, index: int) -> int:
-        timing = self.sensors[sensor]
-        jitter = self._rng.normal(0.0, timing.jitter_s) if timing.jitter_s > 0 else 0.0
-        seconds = index / timing.rate_hz + timing.offset_s + jitter
-        return self.start_ns + round(seconds * 1e9)
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "start_ns": self.start_ns,
-                "seed": self.seed,
-                "note": self.note,
-                "sensors": {k: asdict(v) for k, v in self.sensors.items()},
-            },
-            sort_keys=True,
-        )
 
 
 @dataclass
@@ -109,8 +71,9 @@ def _kitti_raw_frames(root: Path) -> Iterator[Frame]:
     calib = raw_calib(root / "calib_2011_09_26_subset.txt")
     for i, path in enumerate(sorted((root / "image_02").glob("*.png"))):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        yield Frame(i, image, read_velodyne_bin(root / "velodyne_points" / f"{path.stem}.bin"),
-                    calib)  # fmt: skip
+        yield Frame(
+            i, image, read_velodyne_bin(root / "velodyne_points" / f"{path.stem}.bin"), calib
+        )
 
 
 def _kitti_object_frames(root: Path) -> Iterator[Frame]:
@@ -127,9 +90,14 @@ def _vod_frames(root: Path) -> Iterator[Frame]:
     for i, vf in enumerate(vod_frames(root)):
         calib = vf.camera_calib()
         yield Frame(
-            i, cv2.imread(str(vf.image_path), cv2.IMREAD_COLOR), vf.lidar(), calib,
-            read_labels(vf.label_path, calib.T_cam_lidar), vf.radar(), vf.T_lidar_radar(),
-        )  # fmt: skip
+            i,
+            cv2.imread(str(vf.image_path), cv2.IMREAD_COLOR),
+            vf.lidar(),
+            calib,
+            read_labels(vf.label_path, calib.T_cam_lidar),
+            vf.radar(),
+            vf.T_lidar_radar(),
+        )
 
 
 def timing_model_for(dataset: str) -> TimingModel:
@@ -164,14 +132,20 @@ def timing_model_for(dataset: str) -> TimingModel:
 
 
 def _frames(dataset: str, root: Path) -> Iterator[Frame]:
-    readers = {"kitti_raw": _kitti_raw_frames, "kitti_object": _kitti_object_frames,
-               "vod": _vod_frames}  # fmt: skip
+    readers = {
+        "kitti_raw": _kitti_raw_frames,
+        "kitti_object": _kitti_object_frames,
+        "vod": _vod_frames,
+    }
     return readers[dataset](root)
 
 
 def dataset_dir(data_root: Path, dataset: str) -> Path:
-    names = {"kitti_raw": "kitti_raw_2011_09_26", "kitti_object": "kitti_object",
-             "vod": "view_of_delft"}  # fmt: skip
+    names = {
+        "kitti_raw": "kitti_raw_2011_09_26",
+        "kitti_object": "kitti_object",
+        "vod": "view_of_delft",
+    }
     return Path(data_root) / names[dataset]
 
 
@@ -199,19 +173,25 @@ def _ground_truth(factory: MessageFactory, frame: Frame, stamp_ns: int) -> list[
         return []
     boxes3d = [lab for lab in labels if lab.has_3d]
     objects = detection3d_array(
-        factory, stamp_ns=stamp_ns, frame_id=LIDAR,
+        factory,
+        stamp_ns=stamp_ns,
+        frame_id=LIDAR,
         centers=np.array([lab.center_lidar for lab in boxes3d]).reshape(-1, 3),
         sizes=np.array([lab.size_lwh for lab in boxes3d]).reshape(-1, 3),
         yaws=np.array([lab.yaw_lidar for lab in boxes3d]),
-        class_ids=[lab.cls for lab in boxes3d], scores=[1.0] * len(boxes3d),
+        class_ids=[lab.cls for lab in boxes3d],
+        scores=[1.0] * len(boxes3d),
         ids=[f"{frame.index}:{i}" for i in range(len(boxes3d))],
-    )  # fmt: skip
+    )
     boxes = detection2d_array(
-        factory, stamp_ns=stamp_ns, frame_id=CAMERA,
+        factory,
+        stamp_ns=stamp_ns,
+        frame_id=CAMERA,
         boxes_xyxy=np.array([lab.box2d for lab in labels]).reshape(-1, 4),
-        class_ids=[lab.cls for lab in labels], scores=[1.0] * len(labels),
+        class_ids=[lab.cls for lab in labels],
+        scores=[1.0] * len(labels),
         ids=[f"{frame.index}:{i}" for i in range(len(labels))],
-    )  # fmt: skip
+    )
     return [(TOPICS["gt_objects"], objects), (TOPICS["gt_boxes"], boxes)]
 
 
@@ -233,8 +213,9 @@ def build_real_bag(dataset: str, data_root: str | Path, out: str | Path) -> dict
             if frame.index == 0 or dataset != "kitti_raw":
                 # Latched in a live system; repeated per frame where calibration changes.
                 items.append((t_cam, TOPICS["tf_static"], _static_tf(factory, frame, t_cam)))
-            image = array_to_image(frame.image_bgr, "bgr8", factory=factory, stamp_ns=t_cam,
-                                   frame_id=CAMERA)  # fmt: skip
+            image = array_to_image(
+                frame.image_bgr, "bgr8", factory=factory, stamp_ns=t_cam, frame_id=CAMERA
+            )
             items.append((t_cam, TOPICS["image"], image))
             items.append((t_cam, TOPICS["camera_info"], _camera_info(factory, frame, t_cam)))
             t_lidar = timing.stamp("lidar", frame.index)
@@ -244,8 +225,9 @@ def build_real_bag(dataset: str, data_root: str | Path, out: str | Path) -> dict
             if frame.radar is not None:
                 t_radar = timing.stamp("radar", frame.index)
                 rcols = {n: frame.radar[:, i] for i, n in enumerate(RADAR_COLUMNS)}
-                radar = structured_to_cloud(rcols, factory=factory, stamp_ns=t_radar,
-                                            frame_id=RADAR)  # fmt: skip
+                radar = structured_to_cloud(
+                    rcols, factory=factory, stamp_ns=t_radar, frame_id=RADAR
+                )
                 items.append((t_radar, TOPICS["radar"], radar))
             items += [(t_cam, topic, msg) for topic, msg in _ground_truth(factory, frame, t_cam)]
             for stamp, topic, msg in sorted(items, key=lambda item: item[0]):

@@ -14,8 +14,18 @@ def _cmd_make_bag(args: argparse.Namespace) -> int:
     from .bagbuild import DATASETS, build_real_bag
 
     if args.synthetic:
-        print("mmp make-bag --synthetic: the synthetic world is not built yet", file=sys.stderr)
-        return 2
+        from .sim.bag import SyntheticConfig, write_synthetic_bag
+
+        out = Path(args.out or paths.cache_dir() / "bags" / f"synthetic_{args.scenario}")
+        if out.exists():
+            if not args.force:
+                print(f"{out} exists (use --force to rebuild)")
+                return 1
+            shutil.rmtree(out)
+        config = SyntheticConfig(args.scenario, args.seconds, args.seed, args.image_format)
+        counts = write_synthetic_bag(out, config)
+        print(f"wrote {out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+        return 0
     datasets = DATASETS if args.dataset == "all" else (args.dataset,)
     out_root = Path(args.out or paths.cache_dir() / "bags")
     out_root.mkdir(parents=True, exist_ok=True)
@@ -47,6 +57,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_preview(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .sim.preview import preview
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), preview(args.scenario, args.time, args.seed))
+    print(f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,7 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--out", help="output directory (default: .cache/bags)")
     mk.add_argument("--force", action="store_true", help="rebuild bags that exist")
     mk.add_argument("--synthetic", action="store_true", help="the project's synthetic world")
+    mk.add_argument(
+        "--scenario",
+        default="urban_crossing",
+        choices=["urban_crossing", "highway_following", "indoor_aisle"],
+    )
+    mk.add_argument("--seconds", type=float, default=10.0, help="synthetic duration")
+    mk.add_argument("--seed", type=int, default=0, help="synthetic world seed")
+    mk.add_argument("--image-format", default="jpeg", choices=["jpeg", "png", "raw"])
     mk.set_defaults(func=_cmd_make_bag)
+    pv = sub.add_parser("preview", help="picture of a synthetic frame with its ground truth")
+    pv.add_argument(
+        "--scenario",
+        default="urban_crossing",
+        choices=["urban_crossing", "highway_following", "indoor_aisle"],
+    )
+    pv.add_argument("--time", type=float, default=4.0, help="scenario time, seconds")
+    pv.add_argument("--seed", type=int, default=0)
+    pv.add_argument("--out", required=True, help="PNG file to write")
+    pv.set_defaults(func=_cmd_preview)
     info = sub.add_parser("info", help="topics, types, counts and header-stamp rates of bags")
     info.add_argument("bags", nargs="+")
     info.set_defaults(func=_cmd_info)

@@ -183,13 +183,17 @@ def cloud_to_xyz(
             # Swapping every 4-byte word of the copy puts x, y, z in native order (other
             # fields are garbled, but only x, y, z are viewed): far cheaper than a gather.
             private.view(np.uint32).byteswap(inplace=True)
-        xyz = np.ndarray((n, 3), dtype=np.float32, buffer=private, offset=offs[0],
-                         strides=(dtype.itemsize, 4))  # fmt: skip
+        xyz = np.ndarray(
+            (n, 3), dtype=np.float32, buffer=private, offset=offs[0], strides=(dtype.itemsize, 4)
+        )
     elif adjacent:
         view = np.ndarray(
-            (height, width, 3), dtype=kinds[0], buffer=buf, offset=offs[0],
+            (height, width, 3),
+            dtype=kinds[0],
+            buffer=buf,
+            offset=offs[0],
             strides=(row_step, dtype.itemsize, 4),
-        )  # fmt: skip
+        )
         xyz = np.array(view.reshape(n, 3), dtype=np.float32, order="C")
     else:
         points = cloud_to_structured(msg, limits)

@@ -68,8 +68,9 @@ def test_8bit_encodings_round_trip_and_convert_like_opencv(
 
 
 @pytest.mark.parametrize("big_endian", [False, True])
-@pytest.mark.parametrize(("encoding", "dtype"), [("mono16", np.uint16), ("16UC1", np.uint16),
-                                                 ("32FC1", np.float32)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("encoding", "dtype"), [("mono16", np.uint16), ("16UC1", np.uint16), ("32FC1", np.float32)]
+)
 def test_16_and_32_bit_encodings_both_endians(factory, typestore, encoding, dtype, big_endian):
     rng = np.random.default_rng(1)
     if dtype == np.float32:
@@ -79,8 +80,10 @@ def test_16_and_32_bit_encodings_both_endians(factory, typestore, encoding, dtyp
         pixels = rng.integers(0, 65535, (30, 41), dtype=np.uint16)
     msg = build(factory, typestore, pixels, encoding, is_bigendian=big_endian, step=41 * 4 + 8)
     assert bool(msg.is_bigendian) == big_endian
-    raw = np.frombuffer(bytes(msg.data[: pixels.itemsize]), dtype=pixels.dtype.newbyteorder(
-        ">" if big_endian else "<"))  # fmt: skip
+    raw = np.frombuffer(
+        bytes(msg.data[: pixels.itemsize]),
+        dtype=pixels.dtype.newbyteorder(">" if big_endian else "<"),
+    )
     np.testing.assert_array_equal(raw[0], pixels[0, 0])  # the bytes really are in that order
     parsed = image_to_array(msg)
     assert parsed.dtype == np.dtype(dtype) and parsed.dtype.isnative

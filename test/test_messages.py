@@ -43,8 +43,10 @@ def test_radar_scan_round_trip_follows_rep103(factory, typestore):
     xyz = np.array([[10.0, 0.0, 0.0], [0.0, 5.0, 0.0], [3.0, -4.0, 1.0]])
     v = np.array([-1.5, 0.0, 2.0])
     amp = np.array([10.0, 3.0, -2.0])
-    msg = roundtrip(typestore, points_to_radar_scan(
-        xyz, v, amp, factory=factory, stamp_ns=123, frame_id="radar"))  # fmt: skip
+    msg = roundtrip(
+        typestore,
+        points_to_radar_scan(xyz, v, amp, factory=factory, stamp_ns=123, frame_id="radar"),
+    )
     # Positive azimuth is anticlockwise (towards +y, the left).
     assert msg.returns[1].azimuth == pytest.approx(np.pi / 2)
     pts = radar_scan_to_points(msg)
@@ -55,8 +57,14 @@ def test_radar_scan_round_trip_follows_rep103(factory, typestore):
 
 
 def test_radar_scan_drops_nonfinite_returns(factory):
-    msg = points_to_radar_scan(np.array([[1.0, 0, 0], [2.0, 0, 0]]), np.zeros(2), np.zeros(2),
-                               factory=factory, stamp_ns=0, frame_id="r")  # fmt: skip
+    msg = points_to_radar_scan(
+        np.array([[1.0, 0, 0], [2.0, 0, 0]]),
+        np.zeros(2),
+        np.zeros(2),
+        factory=factory,
+        stamp_ns=0,
+        frame_id="r",
+    )
     msg.returns[0].range = float("nan")
     assert len(radar_scan_to_points(msg)) == 1
     with pytest.raises(SizeLimitError):
@@ -67,13 +75,16 @@ def test_radar_pointcloud_finds_velocity_and_rcs_fields(factory, typestore):
     n = 50
     rng = np.random.default_rng(0)
     cols = {
-        "x": rng.uniform(1, 50, n).astype("f4"), "y": rng.uniform(-10, 10, n).astype("f4"),
-        "z": rng.uniform(-1, 2, n).astype("f4"), "RCS": rng.uniform(-10, 20, n).astype("f4"),
+        "x": rng.uniform(1, 50, n).astype("f4"),
+        "y": rng.uniform(-10, 10, n).astype("f4"),
+        "z": rng.uniform(-1, 2, n).astype("f4"),
+        "RCS": rng.uniform(-10, 20, n).astype("f4"),
         "v_r": rng.uniform(-5, 5, n).astype("f4"),
         "v_r_compensated": rng.uniform(-5, 5, n).astype("f4"),
-    }  # fmt: skip
-    msg = roundtrip(typestore, structured_to_cloud(cols, factory=factory, stamp_ns=9,
-                                                   frame_id="radar"))  # fmt: skip
+    }
+    msg = roundtrip(
+        typestore, structured_to_cloud(cols, factory=factory, stamp_ns=9, frame_id="radar")
+    )
     pts = radar_cloud_to_points(msg)
     # The ego-motion compensated velocity is preferred when a driver gives both.
     np.testing.assert_array_equal(pts.radial_velocity, cols["v_r_compensated"])
@@ -88,18 +99,23 @@ def test_radar_tracks(factory, typestore):
     tracks = []
     for i in range(3):
         vec = lambda x, y, z: factory.make("geometry_msgs/msg/Vector3", x=x, y=y, z=z)  # noqa: E731
-        tracks.append(factory.make(
-            "radar_msgs/msg/RadarTrack",
-            uuid=factory.make("unique_identifier_msgs/msg/UUID",
-                              uuid=np.arange(16, dtype=np.uint8) + i),
-            position=factory.make("geometry_msgs/msg/Point", x=10.0 + i, y=-1.0, z=0.5),
-            velocity=vec(-2.0, 0.1 * i, 0.0), acceleration=vec(0.0, 0.0, 0.0),
-            size=vec(4.0, 2.0, 1.5), classification=2,
-            position_covariance=np.zeros(6, np.float32),
-            velocity_covariance=np.zeros(6, np.float32),
-            acceleration_covariance=np.zeros(6, np.float32),
-            size_covariance=np.zeros(6, np.float32),
-        ))  # fmt: skip
+        tracks.append(
+            factory.make(
+                "radar_msgs/msg/RadarTrack",
+                uuid=factory.make(
+                    "unique_identifier_msgs/msg/UUID", uuid=np.arange(16, dtype=np.uint8) + i
+                ),
+                position=factory.make("geometry_msgs/msg/Point", x=10.0 + i, y=-1.0, z=0.5),
+                velocity=vec(-2.0, 0.1 * i, 0.0),
+                acceleration=vec(0.0, 0.0, 0.0),
+                size=vec(4.0, 2.0, 1.5),
+                classification=2,
+                position_covariance=np.zeros(6, np.float32),
+                velocity_covariance=np.zeros(6, np.float32),
+                acceleration_covariance=np.zeros(6, np.float32),
+                size_covariance=np.zeros(6, np.float32),
+            )
+        )
     msg = roundtrip(
         typestore,
         factory.make(
@@ -144,13 +160,26 @@ def test_tf_round_trip_and_validation(factory, typestore):
 )
 def test_camera_info_models(factory, typestore, model, d):
     info = factory.make(
-        "sensor_msgs/msg/CameraInfo", header=make_header(factory, 1, "cam_optical"),
-        height=480, width=640, distortion_model=model, d=np.array(d),
-        k=np.array([500.0, 0, 320, 0, 505.0, 240, 0, 0, 1]), r=np.eye(3).reshape(-1),
-        p=np.array([490.0, 0, 321, 0, 0, 492.0, 239, 0, 0, 0, 1, 0]), binning_x=0, binning_y=0,
-        roi=factory.make("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0,
-                         width=0, do_rectify=False),
-    )  # fmt: skip
+        "sensor_msgs/msg/CameraInfo",
+        header=make_header(factory, 1, "cam_optical"),
+        height=480,
+        width=640,
+        distortion_model=model,
+        d=np.array(d),
+        k=np.array([500.0, 0, 320, 0, 505.0, 240, 0, 0, 1]),
+        r=np.eye(3).reshape(-1),
+        p=np.array([490.0, 0, 321, 0, 0, 492.0, 239, 0, 0, 0, 1, 0]),
+        binning_x=0,
+        binning_y=0,
+        roi=factory.make(
+            "sensor_msgs/msg/RegionOfInterest",
+            x_offset=0,
+            y_offset=0,
+            height=0,
+            width=0,
+            do_rectify=False,
+        ),
+    )
     cam = camera_info_to_model(roundtrip(typestore, info))
     assert cam.distortion_model == model and cam.frame_id == "cam_optical"
     np.testing.assert_array_equal(cam.D, d)
@@ -170,24 +199,53 @@ def test_camera_info_models(factory, typestore, model, d):
 
 def test_output_messages_serialise_and_read_back(factory, typestore):
     boxes = np.array([[10.0, 20.0, 50.0, 80.0], [100.0, 5.0, 140.0, 45.5]])
-    msg = roundtrip(typestore, detection2d_array(
-        factory, stamp_ns=42, frame_id="cam", boxes_xyxy=boxes, class_ids=["car", "person"],
-        scores=[0.9, 0.55], ids=["3", "8"]))  # fmt: skip
+    msg = roundtrip(
+        typestore,
+        detection2d_array(
+            factory,
+            stamp_ns=42,
+            frame_id="cam",
+            boxes_xyxy=boxes,
+            class_ids=["car", "person"],
+            scores=[0.9, 0.55],
+            ids=["3", "8"],
+        ),
+    )
     back = detection2d_array_to_arrays(msg)
     np.testing.assert_allclose(back.boxes_xyxy, boxes)
     assert back.class_ids == ["car", "person"] and back.ids == ["3", "8"]
     assert back.stamp_ns == 42
-    d3 = roundtrip(typestore, detection3d_array(
-        factory, stamp_ns=42, frame_id="base_link", centers=[[10, 1, 0.8]], sizes=[[4, 1.8, 1.5]],
-        yaws=[np.pi / 2], class_ids=["car"], scores=[0.9]))  # fmt: skip
+    d3 = roundtrip(
+        typestore,
+        detection3d_array(
+            factory,
+            stamp_ns=42,
+            frame_id="base_link",
+            centers=[[10, 1, 0.8]],
+            sizes=[[4, 1.8, 1.5]],
+            yaws=[np.pi / 2],
+            class_ids=["car"],
+            scores=[0.9],
+        ),
+    )
     q = d3.detections[0].bbox.center.orientation
     assert Rotation.from_quat([q.x, q.y, q.z, q.w]).as_euler("xyz")[2] == pytest.approx(np.pi / 2)
-    li = roundtrip(typestore, label_info(factory, stamp_ns=0, frame_id="cam",
-                                         class_names=["road", "car"]))  # fmt: skip
+    li = roundtrip(
+        typestore, label_info(factory, stamp_ns=0, frame_id="cam", class_names=["road", "car"])
+    )
     assert [(c.class_id, c.class_name) for c in li.class_map] == [(0, "road"), (1, "car")]
-    markers = roundtrip(typestore, box_markers(
-        factory, stamp_ns=1, frame_id="base_link", centers=[[1, 2, 3]], sizes=[[1, 1, 1]],
-        yaws=[0.0], labels=["car #3"]))  # fmt: skip
+    markers = roundtrip(
+        typestore,
+        box_markers(
+            factory,
+            stamp_ns=1,
+            frame_id="base_link",
+            centers=[[1, 2, 3]],
+            sizes=[[1, 1, 1]],
+            yaws=[0.0],
+            labels=["car #3"],
+        ),
+    )
     assert [m.action for m in markers.markers] == [3, 0, 0] and markers.markers[2].text == "car #3"
     diag = roundtrip(
         typestore,

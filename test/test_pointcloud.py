@@ -25,33 +25,48 @@ def xyz_source() -> np.ndarray:
 
 # Field layouts seen from real drivers and tools.
 LAYOUTS = {
-    "xyz_f32": lambda p: {"x": p[:, 0].astype("f4"), "y": p[:, 1].astype("f4"),
-                          "z": p[:, 2].astype("f4")},
+    "xyz_f32": lambda p: {
+        "x": p[:, 0].astype("f4"),
+        "y": p[:, 1].astype("f4"),
+        "z": p[:, 2].astype("f4"),
+    },
     "velodyne_xyzi_ring_time": lambda p: {
-        "x": p[:, 0].astype("f4"), "y": p[:, 1].astype("f4"), "z": p[:, 2].astype("f4"),
+        "x": p[:, 0].astype("f4"),
+        "y": p[:, 1].astype("f4"),
+        "z": p[:, 2].astype("f4"),
         "intensity": RNG.uniform(0, 255, N).astype("f4"),
-        "ring": RNG.integers(0, 64, N).astype("u2"), "time": RNG.uniform(0, 0.1, N).astype("f4"),
+        "ring": RNG.integers(0, 64, N).astype("u2"),
+        "time": RNG.uniform(0, 0.1, N).astype("f4"),
     },
     "ouster_mixed_types": lambda p: {
-        "x": p[:, 0].astype("f4"), "y": p[:, 1].astype("f4"), "z": p[:, 2].astype("f4"),
-        "t": RNG.integers(0, 10**8, N).astype("u4"), "reflectivity": RNG.integers(0, 65535, N
-        ).astype("u2"), "ring": RNG.integers(0, 128, N).astype("u1"),
-        "ambient": RNG.integers(0, 65535, N).astype("u2"), "range": RNG.integers(0, 10**6, N
-        ).astype("u4"),
+        "x": p[:, 0].astype("f4"),
+        "y": p[:, 1].astype("f4"),
+        "z": p[:, 2].astype("f4"),
+        "t": RNG.integers(0, 10**8, N).astype("u4"),
+        "reflectivity": RNG.integers(0, 65535, N).astype("u2"),
+        "ring": RNG.integers(0, 128, N).astype("u1"),
+        "ambient": RNG.integers(0, 65535, N).astype("u2"),
+        "range": RNG.integers(0, 10**6, N).astype("u4"),
     },
     "double_xyz_first_field_not_x": lambda p: {
         "intensity": RNG.uniform(0, 1, N).astype("f8"),
-        "x": p[:, 0], "y": p[:, 1], "z": p[:, 2],
+        "x": p[:, 0],
+        "y": p[:, 1],
+        "z": p[:, 2],
     },
     "reordered_zyx_with_ints": lambda p: {
-        "label": RNG.integers(-5, 5, N).astype("i1"), "z": p[:, 2].astype("f4"),
-        "y": p[:, 1].astype("f4"), "x": p[:, 0].astype("f4"), "id": RNG.integers(
-            -10**6, 10**6, N).astype("i4"), "s": RNG.integers(-300, 300, N).astype("i2"),
+        "label": RNG.integers(-5, 5, N).astype("i1"),
+        "z": p[:, 2].astype("f4"),
+        "y": p[:, 1].astype("f4"),
+        "x": p[:, 0].astype("f4"),
+        "id": RNG.integers(-(10**6), 10**6, N).astype("i4"),
+        "s": RNG.integers(-300, 300, N).astype("i2"),
     },
     "xyz_as_count3_subarray": lambda p: {
-        "xyz": p.astype("f4"), "rgb": RNG.integers(0, 2**24, N).astype("u4"),
+        "xyz": p.astype("f4"),
+        "rgb": RNG.integers(0, 2**24, N).astype("u4"),
     },
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -62,9 +77,13 @@ def test_layouts_parse_to_source_xyz(factory, typestore, layout, big_endian, pad
     columns = LAYOUTS[layout](src)
     packed = sum(c.dtype.itemsize * (1 if c.ndim == 1 else c.shape[1]) for c in columns.values())
     msg = structured_to_cloud(
-        columns, factory=factory, stamp_ns=3, frame_id="lidar", big_endian=big_endian,
+        columns,
+        factory=factory,
+        stamp_ns=3,
+        frame_id="lidar",
+        big_endian=big_endian,
         point_step=packed + pad,
-    )  # fmt: skip
+    )
     msg = roundtrip(typestore, msg)
     assert msg.point_step == packed + pad and bool(msg.is_bigendian) == big_endian
     if layout == "xyz_as_count3_subarray":
@@ -88,9 +107,13 @@ def test_organised_cloud_with_nans_and_row_padding(factory, typestore):
     src[::7] = np.nan  # no return: organised clouds keep the cell as NaN
     src[3, 1] = np.inf
     msg = structured_to_cloud(
-        {"x": src[:, 0], "y": src[:, 1], "z": src[:, 2]}, factory=factory, stamp_ns=1,
-        frame_id="lidar", height=h, point_step=16,
-    )  # fmt: skip
+        {"x": src[:, 0], "y": src[:, 1], "z": src[:, 2]},
+        factory=factory,
+        stamp_ns=1,
+        frame_id="lidar",
+        height=h,
+        point_step=16,
+    )
     assert not msg.is_dense and msg.height == h and msg.width == w
     # Pad each row by 24 bytes, as some drivers align rows.
     rows = np.asarray(msg.data).reshape(h, msg.row_step)
@@ -108,8 +131,11 @@ def test_organised_cloud_with_nans_and_row_padding(factory, typestore):
 def test_big_endian_bytes_are_really_big_endian(factory):
     msg = structured_to_cloud(
         {"x": np.array([1.0], "f4"), "y": np.array([2.0], "f4"), "z": np.array([3.0], "f4")},
-        factory=factory, stamp_ns=0, frame_id="l", big_endian=True,
-    )  # fmt: skip
+        factory=factory,
+        stamp_ns=0,
+        frame_id="l",
+        big_endian=True,
+    )
     assert bytes(msg.data[:4]) == np.array([1.0], ">f4").tobytes()
 
 
@@ -131,21 +157,29 @@ class FakeCloud:
     ("kw", "error", "field_name"),
     [
         ({"point_step": 8, "row_step": 32, "data": bytes(32)}, LayoutError, "fields[2].offset"),
-        ({"fields": [Field("x", 0, 7), Field("y", 4, 7), Field("z", 10, 7)]}, LayoutError,
-         "fields[2].offset"),
-        ({"fields": [Field("x", -4, 7), Field("y", 4, 7), Field("z", 8, 7)]}, LayoutError,
-         "fields[0].offset"),
-        ({"fields": [Field("x", 0, 9), Field("y", 4, 7), Field("z", 8, 7)]}, EncodingError,
-         "fields[0].datatype"),
+        (
+            {"fields": [Field("x", 0, 7), Field("y", 4, 7), Field("z", 10, 7)]},
+            LayoutError,
+            "fields[2].offset",
+        ),
+        (
+            {"fields": [Field("x", -4, 7), Field("y", 4, 7), Field("z", 8, 7)]},
+            LayoutError,
+            "fields[0].offset",
+        ),
+        (
+            {"fields": [Field("x", 0, 9), Field("y", 4, 7), Field("z", 8, 7)]},
+            EncodingError,
+            "fields[0].datatype",
+        ),
         ({"data": bytes(47)}, LayoutError, "data"),
         ({"row_step": 40, "data": bytes(40)}, LayoutError, "row_step"),
         ({"width": 10**9, "row_step": 12 * 10**9}, SizeLimitError, "width*height"),
         ({"width": 100, "row_step": 10**10, "data": bytes(0)}, SizeLimitError, "row_step"),
-        ({"fields": [Field("x", 0, 7), Field("y", 4, 7)], "point_step": 12}, LayoutError,
-         "fields"),
+        ({"fields": [Field("x", 0, 7), Field("y", 4, 7)], "point_step": 12}, LayoutError, "fields"),
         ({"point_step": 0}, LayoutError, "point_step"),
     ],
-)  # fmt: skip
+)
 def test_malformed_cloud_raises_typed_error(kw, error, field_name):
     with pytest.raises(error) as info:
         cloud_to_xyz(FakeCloud(**kw), limits=MessageLimits(max_cloud_bytes=10**9))

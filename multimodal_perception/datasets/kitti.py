@@ -161,8 +161,9 @@ def box_corners(center: np.ndarray, size_lwh: np.ndarray, yaw: float) -> np.ndar
     return np.stack([c * x - s * y, s * x + c * y, z], axis=1) + center
 
 
-def points_in_box(xyz: np.ndarray, center: np.ndarray, size_lwh: np.ndarray, yaw: float
-                  ) -> np.ndarray:  # fmt: skip
+def points_in_box(
+    xyz: np.ndarray, center: np.ndarray, size_lwh: np.ndarray, yaw: float
+) -> np.ndarray:
     """Boolean mask of points inside an oriented box."""
     c, s = np.cos(yaw), np.sin(yaw)
     d = xyz[:, :3] - center

@@ -1,0 +1,228 @@
+"""The synthetic world: geometry, radar Doppler, timing and determinism are exact."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from multimodal_perception.ros_pkg.bag_io import bag_metadata, iter_bag
+from multimodal_perception.ros_pkg.pointcloud import cloud_fields, cloud_to_xyz
+from multimodal_perception.ros_pkg.stamps import stamp_to_ns
+from multimodal_perception.sim.bag import TOPICS, SyntheticConfig, write_synthetic_bag
+from multimodal_perception.sim.groundtruth import GT_BOX_MARGIN, camera_truth
+from multimodal_perception.sim.render import (
+    lidar_scan,
+    mount_pose,
+    planar_pose,
+    render_camera,
+    snapshot,
+)
+from multimodal_perception.sim.world import SCENARIOS, make_world
+
+SHIPPED = REPO / "bags" / "urban_crossing_5s"
+
+
+def iou(a, b) -> float:
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def in_box(points_world, center, size, yaw) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    d = points_world - center
+    local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], axis=1)
+    return np.all(np.abs(local) <= np.asarray(size) / 2, axis=1)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_lidar_points_on_actors_lie_in_their_ground_truth_boxes(scenario):
+    world = make_world(scenario, seed=3)
+    rng = np.random.default_rng(0)
+    inside = total = 0
+    for t in (0.5, 2.0, 4.0, 6.0):
+        snap = snapshot(world, t)
+        T_world_lidar = planar_pose(world.ego.state(t)) @ mount_pose(world.rig.lidar)
+        scan = lidar_scan(world, snap, T_world_lidar, rng)
+        pts = scan.xyz @ T_world_lidar[:3, :3].T + T_world_lidar[:3, 3]
+        for i, actor in enumerate(world.actors):
+            mine = scan.actor == i
+            if not mine.any():
+                continue
+            state = snap.actor_states[i]
+            center = snap.actor_poses[i][:3, 3] + [0, 0, actor.size[2] / 2]
+            size = np.asarray(actor.size) + 2 * GT_BOX_MARGIN
+            inside += int(in_box(pts[mine], center, size, state.yaw).sum())
+            total += int(mine.sum())
+    assert total > 300, f"too few actor points ({total}) for a meaningful check"
+    assert inside / total >= 0.99, f"{scenario}: {inside}/{total} actor points inside GT boxes"
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_rendered_pixels_match_projected_boxes_for_unoccluded_actors(scenario):
+    world = make_world(scenario, seed=0)
+    rng = np.random.default_rng(1)
+    ious = []
+    for t in (1.0, 3.0, 5.0):
+        ego = world.ego.state(t)
+        T_world_base = planar_pose(ego)
+        T_world_cam = T_world_base @ mount_pose(world.rig.camera)
+        snap = snapshot(world, t)
+        frame = render_camera(world, snap, T_world_cam, rng)
+        for obj in camera_truth(world, snap, frame, ego, T_world_base, T_world_cam):
+            box = obj.box_projected
+            # At least 20 px a side, so that one pixel of quantisation costs under 10 % IoU.
+            big = box is not None and min(box[2] - box[0], box[3] - box[1]) >= 20
+            if obj.visibility >= 0.98 and not obj.truncated and big:
+                ious.append(iou(obj.box_visible, box))
+    assert len(ious) >= 2, f"{scenario}: only {len(ious)} unoccluded actors in view"
+    assert min(ious) >= 0.8, f"{scenario}: IoU per unoccluded actor {np.round(ious, 3)}"
+
+
+@pytest.fixture(scope="module")
+def short_bag(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn") / "bag"
+    write_synthetic_bag(out, SyntheticConfig("urban_crossing", seconds=3.0, seed=5))
+    return out
+
+
+def test_stamps_follow_rates_offsets_and_jitter(short_bag):
+    model = json.loads(bag_metadata(short_bag)["mmp.timing_model"])
+    start = model["start_ns"]
+    topics = {"camera": TOPICS["image_compressed"], "lidar": TOPICS["lidar"],
+              "radar": TOPICS["radar"]}  # fmt: skip
+    for sensor, topic in topics.items():
+        spec = model["sensors"][sensor]
+        stamps = [stamp_to_ns(r.msg.header.stamp) for r in iter_bag(short_bag, [topic])]
+        assert len(stamps) == int(np.ceil(3.0 * spec["rate_hz"]))
+        nominal = start + np.round((np.arange(len(stamps)) / spec["rate_hz"] + spec["offset_s"])
+                                   * 1e9)  # fmt: skip
+        residual = (np.array(stamps) - nominal) / 1e9
+        assert np.abs(residual).max() < 5 * spec["jitter_s"], sensor
+        assert 0.3 * spec["jitter_s"] < residual.std() < 2 * spec["jitter_s"], sensor
+    # The bag's log time is the header stamp.
+    for rec in iter_bag(short_bag, [TOPICS["lidar"]]):
+        assert rec.log_time_ns == stamp_to_ns(rec.msg.header.stamp)
+
+
+def test_radar_doppler_is_the_projected_relative_velocity(short_bag):
+    """Recompute the expected Doppler of each return from the world's trajectories."""
+    world = make_world("urban_crossing", seed=5)
+    start = json.loads(bag_metadata(short_bag)["mmp.timing_model"])["start_ns"]
+    errors, compensated_errors = [], []
+    for rec in iter_bag(short_bag, [TOPICS["radar"]]):
+        t = (stamp_to_ns(rec.msg.header.stamp) - start) / 1e9
+        xyz, index = cloud_to_xyz(rec.msg)
+        cols = cloud_fields(rec.msg, ["v_r", "v_r_compensated"], index=index)
+        ego = world.ego.state(t)
+        T_world_radar = planar_pose(ego) @ mount_pose(world.rig.radar)
+        pts = xyz @ T_world_radar[:3, :3].T + T_world_radar[:3, 3]
+        sensor = T_world_radar[:3, 3]
+        r_ego = sensor - planar_pose(ego)[:3, 3]
+        v_sensor = np.array([ego.vx - ego.yaw_rate * r_ego[1], ego.vy + ego.yaw_rate * r_ego[0], 0])
+        for actor in world.actors:
+            st = actor.trajectory.state(t)
+            center = np.array([st.x, st.y, actor.size[2] / 2])
+            # Grown for 0.1 m range noise; returns at ground level (sidewalk, kerb) excluded.
+            hit = in_box(pts, center, np.asarray(actor.size) + 0.4, st.yaw) & (pts[:, 2] > 0.25)
+            for p, vr, vc in zip(pts[hit], cols["v_r"][hit], cols["v_r_compensated"][hit],
+                                 strict=True):  # fmt: skip
+                r = p - np.array([st.x, st.y, 0.0])
+                v = np.array([st.vx - st.yaw_rate * r[1], st.vy + st.yaw_rate * r[0], 0.0])
+                u = (p - sensor) / np.linalg.norm(p - sensor)
+                errors.append(vr - (v - v_sensor) @ u)
+                compensated_errors.append(vc - v @ u)
+    errors = np.abs(errors)
+    assert len(errors) >= 30
+    # Configured noise 0.1 m/s; position noise (0.1 m range) bends u by well under that.
+    print(
+        f"Doppler error over {len(errors)} actor returns: median {np.median(errors):.3f} m/s, "
+        f"p95 {np.percentile(errors, 95):.3f} m/s"
+    )
+    # Random clutter can fall inside a box now and then; everything else is within 4.5 sigma.
+    assert np.median(errors) < 0.1 and np.mean(errors < 0.45) >= 0.99
+    assert np.median(np.abs(compensated_errors)) < 0.1
+
+
+def test_shipped_bag_is_small_and_regenerates_byte_identically(tmp_path):
+    if not SHIPPED.exists():
+        pytest.fail(f"the shipped synthetic bag {SHIPPED} is missing")
+    files = sorted(p for p in SHIPPED.iterdir())
+    assert sum(p.stat().st_size for p in files) <= 20 * 2**20
+    config = json.loads(bag_metadata(SHIPPED)["mmp.synthetic_config"])
+    out = tmp_path / SHIPPED.name
+    write_synthetic_bag(out, SyntheticConfig(config["scenario"], config["seconds"],
+                                             config["seed"], config["image_format"]))  # fmt: skip
+    for path in files:
+        assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_same_seed_same_bytes_different_seed_different_world(tmp_path):
+    a, b, c = (tmp_path / d / "bag" for d in ("a", "b", "c"))
+    for out, seed in ((a, 2), (b, 2), (c, 3)):
+        write_synthetic_bag(out, SyntheticConfig("indoor_aisle", seconds=0.3, seed=seed))
+    assert (a / "bag.mcap").read_bytes() == (b / "bag.mcap").read_bytes()
+    assert (a / "bag.mcap").read_bytes() != (c / "bag.mcap").read_bytes()
+
+
+def test_ground_truth_topics_are_consistent(short_bag):
+    scenes = [json.loads(r.msg.data) for r in iter_bag(short_bag, [TOPICS["gt_scene"]])]
+    boxes = [r.msg for r in iter_bag(short_bag, [TOPICS["gt_boxes"]])]
+    semantic = [r.msg for r in iter_bag(short_bag, [TOPICS["gt_semantic"]])]
+    assert len(scenes) == len(boxes) == len(semantic) == 30
+    ids = {o["track_id"] for s in scenes for o in s["objects"]}
+    assert ids == set(range(1, 12))
+    classes = {d.results[0].hypothesis.class_id for b in boxes for d in b.detections}
+    assert {"car", "person", "truck", "bus", "cyclist"} <= classes
+    labels = np.unique(np.concatenate([np.asarray(m.data) for m in semantic]))
+    assert {0, 1, 2, 10, 11, 13} <= set(labels.tolist())
+
+
+def test_unknown_scenario_is_refused():
+    with pytest.raises(ValueError, match="unknown scenario 'moon'"):
+        make_world("moon")
+
+
+def _rect_corners(x, y, yaw, length, width) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    local = np.array([[1, 1], [1, -1], [-1, -1], [-1, 1]]) * [length / 2, width / 2]
+    return local @ np.array([[c, s], [-s, c]]) + [x, y]
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Separating-axis test for two convex quadrilaterals."""
+    for poly in (a, b):
+        for i in range(4):
+            edge = poly[(i + 1) % 4] - poly[i]
+            axis = np.array([-edge[1], edge[0]])
+            pa, pb = a @ axis, b @ axis
+            if pa.max() < pb.min() or pb.max() < pa.min():
+                return False
+    return True
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_actors_never_collide_with_each_other_or_the_ego(scenario):
+    world = make_world(scenario, seed=0)
+    ego_size = (4.5, 1.9) if world.outdoor else (0.9, 0.7)
+    for t in np.arange(0.0, 10.0, 0.1):
+        boxes = [(a.track_id, _rect_corners(*_xyyaw(a.trajectory.state(t)), *a.size[:2]))
+                 for a in world.actors]  # fmt: skip
+        e = world.ego.state(t)
+        # base_link is the rear axle: the ego body extends forward from it.
+        fwd = np.array([np.cos(e.yaw), np.sin(e.yaw)]) * (ego_size[0] / 2 - 0.9)
+        boxes.append((0, _rect_corners(e.x + fwd[0], e.y + fwd[1], e.yaw, *ego_size)))
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                assert not _overlap(boxes[i][1], boxes[j][1]), (
+                    f"{scenario}: ids {boxes[i][0]} and {boxes[j][0]} collide at t={t:.1f}"
+                )
+
+
+def _xyyaw(state):
+    return state.x, state.y, state.yaw
