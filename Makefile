@@ -9,11 +9,11 @@ OUT    ?= out/demo
 
 all: test
 
-$(STAMP): setup.py pyproject.toml scripts/install-system-deps.sh
+$(STAMP): setup.py pyproject.toml constraints.txt scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
