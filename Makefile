@@ -48,7 +48,7 @@ sample-bag: $(STAMP)
 	$(BIN)/mmp make-bag --synthetic --scenario urban_crossing --seconds 5 --seed 0 --out $(SAMPLE)
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .cache out build *.egg-info

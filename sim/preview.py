@@ -12,8 +12,14 @@ from .render import lidar_scan, mount_pose, planar_pose, radar_scan, render_came
 from .world import make_world
 
 
-def _draw_points(image: np.ndarray, pts_cam: np.ndarray, K: np.ndarray, D: np.ndarray,
-                 colours: np.ndarray, radius: int) -> None:  # fmt: skip
+def _draw_points(
+    image: np.ndarray,
+    pts_cam: np.ndarray,
+    K: np.ndarray,
+    D: np.ndarray,
+    colours: np.ndarray,
+    radius: int,
+) -> None:
     front = pts_cam[:, 2] > 0.5
     if not front.any():
         return
@@ -41,8 +47,9 @@ def preview(scenario: str, t: float, seed: int = 0) -> np.ndarray:
     T_cam_lidar = T_cam_world @ T_world_lidar
     pts = scan.xyz @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
     depth = np.clip(pts[:, 2] / 60.0, 0, 1)
-    colours = cv2.applyColorMap((255 * (1 - depth)).astype(np.uint8).reshape(-1, 1),
-                                cv2.COLORMAP_JET).reshape(-1, 3)  # fmt: skip
+    colours = cv2.applyColorMap(
+        (255 * (1 - depth)).astype(np.uint8).reshape(-1, 1), cv2.COLORMAP_JET
+    ).reshape(-1, 3)
     _draw_points(image, pts[::2], K, D, colours[::2], 1)
     T_world_radar = T_world_base @ mount_pose(rig.radar)
     radar = radar_scan(world, snap, ego, T_world_base, T_world_radar, rng)
@@ -55,8 +62,16 @@ def preview(scenario: str, t: float, seed: int = 0) -> np.ndarray:
         x1, y1, x2, y2 = (int(v) for v in obj.box_visible)
         cv2.rectangle(image, (x1, y1), (x2, y2), (0, 255, 0), 1)
         label = f"{obj.detection_class} #{obj.track_id}"
-        cv2.putText(image, label, (x1, max(y1 - 3, 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (0, 255, 0), 1, cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            image,
+            label,
+            (x1, max(y1 - 3, 8)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            (0, 255, 0),
+            1,
+            cv2.LINE_AA,
+        )
     lut = np.zeros((256, 3), np.uint8)
     for cls, colour in CLASS_ALBEDO_BGR.items():
         lut[cls] = (np.array(colour) * 255).astype(np.uint8)

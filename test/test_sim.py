@@ -94,14 +94,18 @@ def short_bag(tmp_path_factory):
 def test_stamps_follow_rates_offsets_and_jitter(short_bag):
     model = json.loads(bag_metadata(short_bag)["mmp.timing_model"])
     start = model["start_ns"]
-    topics = {"camera": TOPICS["image_compressed"], "lidar": TOPICS["lidar"],
-              "radar": TOPICS["radar"]}  # fmt: skip
+    topics = {
+        "camera": TOPICS["image_compressed"],
+        "lidar": TOPICS["lidar"],
+        "radar": TOPICS["radar"],
+    }
     for sensor, topic in topics.items():
         spec = model["sensors"][sensor]
         stamps = [stamp_to_ns(r.msg.header.stamp) for r in iter_bag(short_bag, [topic])]
         assert len(stamps) == int(np.ceil(3.0 * spec["rate_hz"]))
-        nominal = start + np.round((np.arange(len(stamps)) / spec["rate_hz"] + spec["offset_s"])
-                                   * 1e9)  # fmt: skip
+        nominal = start + np.round(
+            (np.arange(len(stamps)) / spec["rate_hz"] + spec["offset_s"]) * 1e9
+        )
         residual = (np.array(stamps) - nominal) / 1e9
         assert np.abs(residual).max() < 5 * spec["jitter_s"], sensor
         assert 0.3 * spec["jitter_s"] < residual.std() < 2 * spec["jitter_s"], sensor
@@ -130,8 +134,9 @@ def test_radar_doppler_is_the_projected_relative_velocity(short_bag):
             center = np.array([st.x, st.y, actor.size[2] / 2])
             # Grown for 0.1 m range noise; returns at ground level (sidewalk, kerb) excluded.
             hit = in_box(pts, center, np.asarray(actor.size) + 0.4, st.yaw) & (pts[:, 2] > 0.25)
-            for p, vr, vc in zip(pts[hit], cols["v_r"][hit], cols["v_r_compensated"][hit],
-                                 strict=True):  # fmt: skip
+            for p, vr, vc in zip(
+                pts[hit], cols["v_r"][hit], cols["v_r_compensated"][hit], strict=True
+            ):
                 r = p - np.array([st.x, st.y, 0.0])
                 v = np.array([st.vx - st.yaw_rate * r[1], st.vy + st.yaw_rate * r[0], 0.0])
                 u = (p - sensor) / np.linalg.norm(p - sensor)
@@ -156,8 +161,12 @@ def test_shipped_bag_is_small_and_regenerates_byte_identically(tmp_path):
     assert sum(p.stat().st_size for p in files) <= 20 * 2**20
     config = json.loads(bag_metadata(SHIPPED)["mmp.synthetic_config"])
     out = tmp_path / SHIPPED.name
-    write_synthetic_bag(out, SyntheticConfig(config["scenario"], config["seconds"],
-                                             config["seed"], config["image_format"]))  # fmt: skip
+    write_synthetic_bag(
+        out,
+        SyntheticConfig(
+            config["scenario"], config["seconds"], config["seed"], config["image_format"]
+        ),
+    )
     for path in files:
         assert (out / path.name).read_bytes() == path.read_bytes(), path.name
 
@@ -211,8 +220,10 @@ def test_actors_never_collide_with_each_other_or_the_ego(scenario):
     world = make_world(scenario, seed=0)
     ego_size = (4.5, 1.9) if world.outdoor else (0.9, 0.7)
     for t in np.arange(0.0, 10.0, 0.1):
-        boxes = [(a.track_id, _rect_corners(*_xyyaw(a.trajectory.state(t)), *a.size[:2]))
-                 for a in world.actors]  # fmt: skip
+        boxes = [
+            (a.track_id, _rect_corners(*_xyyaw(a.trajectory.state(t)), *a.size[:2]))
+            for a in world.actors
+        ]
         e = world.ego.state(t)
         # base_link is the rear axle: the ego body extends forward from it.
         fwd = np.array([np.cos(e.yaw), np.sin(e.yaw)]) * (ego_size[0] / 2 - 0.9)

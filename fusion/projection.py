@@ -1,0 +1,123 @@
+"""Projection of lidar and radar points into camera pixels through a CameraInfo model.
+
+Points are moved into the camera's optical frame, those behind the camera are dropped,
+and the rest go through the distortion model into the raw image (plumb_bob,
+rational_polynomial, equidistant) or through R and P into the rectified image. Points
+outside the image are dropped; ``index`` returns the surviving points' rows so callers
+can go back to 3D. Vectorised numpy: it measures faster than cv2.projectPoints on whole
+clouds (bench/bench_alignment.py) and agrees with it to well under 0.01 px.
+
+Polynomial distortion folds far off-axis points back into the image; points whose
+undistorted direction lies outside the camera's field of view (found by undistorting
+the image border) are rejected first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from ..ros_pkg.camera_info import CameraModel
+
+
+@dataclass(frozen=True)
+class Projection:
+    uv: np.ndarray  # (M, 2) float pixel coordinates (x right, y down)
+    depth: np.ndarray  # (M,) metres along the optical axis
+    index: np.ndarray  # (M,) rows of the input points
+
+
+def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4x4 transform to (N, 3) points (float64 math, float32 out for float32 in)."""
+    out = points @ T[:3, :3].T.astype(points.dtype) + T[:3, 3].astype(points.dtype)
+    return out
+
+
+def distort(x: np.ndarray, y: np.ndarray, model: str, D: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Normalised undistorted coordinates -> distorted, as OpenCV's models."""
+    if model in ("none", "") or D.size == 0:
+        return x, y
+    if model == "equidistant":
+        r = np.sqrt(x * x + y * y)
+        theta = np.arctan(r)
+        t2 = theta * theta
+        k1, k2, k3, k4 = D[:4]
+        theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
+        scale = np.where(r > 1e-12, theta_d / np.maximum(r, 1e-12), 1.0)
+        return x * scale, y * scale
+    d = np.zeros(14)
+    d[: D.size] = D
+    k1, k2, p1, p2, k3, k4, k5, k6, s1, s2, s3, s4 = d[:12]
+    r2 = x * x + y * y
+    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+    xy = x * y
+    xd = x * radial + 2 * p1 * xy + p2 * (r2 + 2 * x * x) + s1 * r2 + s2 * r2 * r2
+    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * xy + s3 * r2 + s4 * r2 * r2
+    return xd, yd
+
+
+@lru_cache(maxsize=16)
+def _fov_radius2(width: int, height: int, K_bytes: bytes, D_bytes: bytes, model: str) -> float:
+    """Squared normalised radius of the most off-axis image border pixel, undistorted."""
+    K = np.frombuffer(K_bytes).reshape(3, 3)
+    D = np.frombuffer(D_bytes)
+    u = np.concatenate(
+        [np.linspace(0, width, 64), np.linspace(0, width, 64), np.zeros(64), np.full(64, width)]
+    )
+    v = np.concatenate(
+        [np.zeros(64), np.full(64, height), np.linspace(0, height, 64), np.linspace(0, height, 64)]
+    )
+    pts = np.stack([u, v], axis=1).reshape(-1, 1, 2)
+    if model == "equidistant":
+        und = cv2.fisheye.undistortPoints(pts, K, D[:4])
+    else:
+        und = cv2.undistortPoints(pts, K, D) if D.size else (pts - K[:2, 2]) / np.diag(K)[:2]
+    return float(np.max(np.sum(und.reshape(-1, 2) ** 2, axis=1)))
+
+
+def project_points(
+    points: np.ndarray,
+    T_cam_points: np.ndarray,
+    camera: CameraModel,
+    *,
+    rectified: bool = False,
+    min_depth: float = 0.1,
+    margin_px: float = 0.0,
+) -> Projection:
+    """Project (N, 3) points given in another frame into the camera image."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    cam = pts @ T_cam_points[:3, :3].T + T_cam_points[:3, 3]
+    front = np.flatnonzero(cam[:, 2] > min_depth)
+    cam = cam[front]
+    if rectified:
+        rect = cam @ camera.R.T
+        uvw = rect @ camera.P[:, :3].T + camera.P[:, 3]
+        uv = uvw[:, :2] / uvw[:, 2:3]
+    else:
+        x, y = cam[:, 0] / cam[:, 2], cam[:, 1] / cam[:, 2]
+        if camera.is_distorted:
+            limit = (
+                _fov_radius2(
+                    camera.width,
+                    camera.height,
+                    camera.K.tobytes(),
+                    camera.D.tobytes(),
+                    camera.distortion_model,
+                )
+                * 1.21
+            )
+            keep = x * x + y * y <= limit
+            front, x, y, cam = front[keep], x[keep], y[keep], cam[keep]
+            x, y = distort(x, y, camera.distortion_model, camera.D)
+        K = camera.K
+        uv = np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 1] * y + K[1, 2]], axis=1)
+    inside = (
+        (uv[:, 0] >= -margin_px)
+        & (uv[:, 0] < camera.width + margin_px)
+        & (uv[:, 1] >= -margin_px)
+        & (uv[:, 1] < camera.height + margin_px)
+    )
+    return Projection(uv[inside], cam[inside, 2], front[inside])

@@ -1,0 +1,266 @@
+"""Time synchronisation of camera, lidar and radar on header stamps.
+
+An anchor-keyed collector (the pattern Autoware adopted after message_filters'
+ApproximateTime proved unfit for camera-lidar fusion): each anchor message (default: the
+camera) gathers, for every other sensor, the message nearest to ``anchor + offset``
+within ``max_skew``. A frame is emitted as soon as every sensor's stream has passed its
+window, or when the header clock (the newest stamp seen) reaches ``anchor + timeout``;
+whatever has not arrived by then is reported missing. Time is header time only, so a
+replay is deterministic.
+
+Every input message ends in exactly one :class:`Outcome`, counted per sensor: used in a
+frame, superseded (a nearer or same-stamp message won), too old (its frames were already
+emitted), no anchor within reach, buffer overflow, or time jump (discarded when time
+went backwards by more than ``time_jump`` and the collector reset).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Outcome(str, Enum):
+    USED = "used"
+    SUPERSEDED = "superseded"
+    TOO_OLD = "too_old"
+    NO_ANCHOR = "no_anchor"
+    OVERFLOW = "buffer_overflow"
+    TIME_JUMP = "time_jump"
+
+
+@dataclass(frozen=True)
+class SensorWindow:
+    """Where a partner's stamp is expected relative to the anchor's, and how far off it may be."""
+
+    offset_ns: int = 0
+    max_skew_ns: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    anchor: str = "camera"
+    windows: dict[str, SensorWindow] = field(default_factory=dict)  # partners
+    timeout_ns: int = 150_000_000
+    max_buffer: int = 64  # messages kept per sensor (anchors pending included)
+    max_age_ns: int = 2_000_000_000  # buffered messages older than clock - max_age go
+    time_jump_ns: int = 1_000_000_000  # a stamp this far behind the clock resets
+    reorder_tolerance_ns: int = 0  # how late (in stamp) a message may arrive out of order
+
+    def __post_init__(self) -> None:
+        if self.anchor in self.windows:
+            raise ValueError(f"sync.anchor {self.anchor!r} cannot also be a partner")
+        for name, w in self.windows.items():
+            if w.max_skew_ns < 0:
+                raise ValueError(f"sync.{name}.max_skew must be >= 0, got {w.max_skew_ns} ns")
+        for key in ("timeout_ns", "max_age_ns", "time_jump_ns", "reorder_tolerance_ns"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"sync.{key} must be >= 0, got {getattr(self, key)}")
+        if self.timeout_ns >= self.max_age_ns:
+            raise ValueError(
+                f"sync.timeout ({self.timeout_ns} ns) must be below sync.max_age "
+                f"({self.max_age_ns} ns), or partners age out before their anchor is decided"
+            )
+        if self.max_buffer < 1:
+            raise ValueError(f"sync.max_buffer must be >= 1, got {self.max_buffer}")
+
+    @property
+    def sensors(self) -> tuple[str, ...]:
+        return (self.anchor, *self.windows)
+
+
+@dataclass
+class _Entry:
+    stamp: int
+    msg: Any
+    used: bool = False
+    in_reach: bool = False
+
+
+@dataclass(frozen=True)
+class Partner:
+    stamp_ns: int
+    msg: Any
+    skew_ns: int  # partner stamp - (anchor stamp + offset)
+
+
+@dataclass(frozen=True)
+class SyncedFrame:
+    stamp_ns: int  # the anchor's stamp: the frame's time
+    anchor: Any
+    partners: dict[str, Partner]
+    missing: tuple[str, ...]
+
+
+class Synchronizer:
+    def __init__(self, config: SyncConfig) -> None:
+        self.config = config
+        self.counts: dict[str, Counter[Outcome]] = {s: Counter() for s in config.sensors}
+        self.received: Counter[str] = Counter()
+        self.resets = 0
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.clock: int | None = None
+        self._pending: list[_Entry] = []  # anchors awaiting their partners, by stamp
+        self._buffers: dict[str, list[_Entry]] = {s: [] for s in self.config.windows}
+        self._last_emitted: int | None = None
+
+    # -- input -------------------------------------------------------------------------
+    def push(self, sensor: str, stamp_ns: int, msg: Any) -> list[SyncedFrame]:
+        """Add one message; returns the frames that became complete (in stamp order)."""
+        if sensor not in self.counts:
+            raise KeyError(f"unknown sensor {sensor!r}; configured: {self.config.sensors}")
+        self.received[sensor] += 1
+        if self.clock is not None and stamp_ns < self.clock - self.config.time_jump_ns:
+            self._time_jump()
+        self.clock = stamp_ns if self.clock is None else max(self.clock, stamp_ns)
+        if sensor == self.config.anchor:
+            self._add_anchor(_Entry(stamp_ns, msg))
+        else:
+            self._add_partner(sensor, _Entry(stamp_ns, msg))
+        frames = self._emit_ready()
+        self._evict()
+        return frames
+
+    def flush(self) -> list[SyncedFrame]:
+        """End of stream: emit every pending anchor with what arrived, settle all buffers."""
+        frames = []
+        while self._pending:
+            frames.append(self._emit(self._pending.pop(0)))
+        for sensor, buf in self._buffers.items():
+            for entry in buf:
+                self._settle(sensor, entry)
+            buf.clear()
+        return frames
+
+    def _time_jump(self) -> None:
+        self.counts[self.config.anchor][Outcome.TIME_JUMP] += len(self._pending)
+        for sensor, buf in self._buffers.items():
+            for entry in buf:
+                outcome = Outcome.USED if entry.used else Outcome.TIME_JUMP
+                self.counts[sensor][outcome] += 1
+        self.resets += 1
+        self._reset_state()
+
+    def _add_anchor(self, entry: _Entry) -> None:
+        anchor = self.config.anchor
+        if self._last_emitted is not None and entry.stamp <= self._last_emitted:
+            self.counts[anchor][Outcome.TOO_OLD] += 1
+            return
+        stamps = [e.stamp for e in self._pending]
+        i = bisect.bisect_left(stamps, entry.stamp)
+        if i < len(stamps) and stamps[i] == entry.stamp:
+            self.counts[anchor][Outcome.SUPERSEDED] += 1  # same stamp: the newer one wins
+            self._pending[i] = entry
+            return
+        # More than max_buffer pending anchors: _emit_ready sends the oldest out with what
+        # it has (an anchor is never dropped for overflow, nothing waits forever).
+        self._pending.insert(i, entry)
+
+    def _add_partner(self, sensor: str, entry: _Entry) -> None:
+        window = self.config.windows[sensor]
+        if self._unreachable(entry.stamp, window):
+            # Every anchor that could reach it has been emitted already.
+            self.counts[sensor][Outcome.TOO_OLD] += 1
+            return
+        buf = self._buffers[sensor]
+        stamps = [e.stamp for e in buf]
+        i = bisect.bisect_left(stamps, entry.stamp)
+        if i < len(buf) and buf[i].stamp == entry.stamp:
+            old = buf[i]
+            entry.used, entry.in_reach = old.used, old.in_reach
+            self.counts[sensor][Outcome.SUPERSEDED] += 1
+            buf[i] = entry
+            return
+        buf.insert(i, entry)
+        while len(buf) > self.config.max_buffer:
+            dropped = buf.pop(0)
+            self.counts[sensor][Outcome.USED if dropped.used else Outcome.OVERFLOW] += 1
+
+    # -- decisions ---------------------------------------------------------------------
+    def _window_passed(self, sensor: str, anchor_stamp: int) -> bool:
+        window = self.config.windows[sensor]
+        end = anchor_stamp + window.offset_ns + window.max_skew_ns
+        buf = self._buffers[sensor]
+        return bool(buf) and buf[-1].stamp > end + self.config.reorder_tolerance_ns
+
+    def _ready(self, entry: _Entry) -> bool:
+        assert self.clock is not None
+        if self.clock >= entry.stamp + self.config.timeout_ns:
+            return True
+        return all(self._window_passed(s, entry.stamp) for s in self.config.windows)
+
+    def _emit_ready(self) -> list[SyncedFrame]:
+        frames = []
+        while self._pending and (
+            len(self._pending) > self.config.max_buffer or self._ready(self._pending[0])
+        ):
+            frames.append(self._emit(self._pending.pop(0)))
+        return frames
+
+    def _emit(self, entry: _Entry) -> SyncedFrame:
+        partners: dict[str, Partner] = {}
+        missing = []
+        for sensor, window in self.config.windows.items():
+            target = entry.stamp + window.offset_ns
+            best: _Entry | None = None
+            for cand in self._buffers[sensor]:
+                skew = cand.stamp - target
+                if abs(skew) <= window.max_skew_ns:
+                    cand.in_reach = True
+                    # Nearest wins; on a tie the earlier message (stable order).
+                    if best is None or abs(skew) < abs(best.stamp - target):
+                        best = cand
+            if best is None:
+                missing.append(sensor)
+            else:
+                best.used = True
+                partners[sensor] = Partner(best.stamp, best.msg, best.stamp - target)
+        self.counts[self.config.anchor][Outcome.USED] += 1
+        self._last_emitted = entry.stamp
+        return SyncedFrame(entry.stamp, entry.msg, partners, tuple(missing))
+
+    def _settle(self, sensor: str, entry: _Entry) -> None:
+        if entry.used:
+            outcome = Outcome.USED
+        elif entry.in_reach:
+            outcome = Outcome.SUPERSEDED
+        else:
+            outcome = Outcome.NO_ANCHOR
+        self.counts[sensor][outcome] += 1
+
+    def _evict(self) -> None:
+        """Settle partner messages no future anchor can reach, or that aged out."""
+        assert self.clock is not None
+        for sensor, buf in self._buffers.items():
+            window = self.config.windows[sensor]
+            keep = []
+            for entry in buf:
+                aged = entry.stamp < self.clock - self.config.max_age_ns
+                if aged or self._unreachable(entry.stamp, window):
+                    self._settle(sensor, entry)
+                else:
+                    keep.append(entry)
+            buf[:] = keep
+
+    def _unreachable(self, stamp: int, window: SensorWindow) -> bool:
+        """True when no anchor after the last emitted one can have ``stamp`` in its window
+        (pending and future anchors are all later than the last emitted)."""
+        return (
+            self._last_emitted is not None
+            and stamp < self._last_emitted + window.offset_ns - window.max_skew_ns
+        )
+
+    # -- reporting ---------------------------------------------------------------------
+    def accounted(self) -> dict[str, int]:
+        """Messages per sensor that have reached an outcome (equals received after flush)."""
+        return {s: sum(c.values()) for s, c in self.counts.items()}
+
+    def pending(self) -> dict[str, int]:
+        out = {s: len(b) for s, b in self._buffers.items()}
+        out[self.config.anchor] = len(self._pending)
+        return out

@@ -1,0 +1,195 @@
+"""Parameters: one schema for the rclpy node and the ROS-free pipeline.
+
+Every parameter has a dotted name (as ROS 2 flattens nested YAML), a type, a default, a
+range and a description. The node declares them from this table with descriptors; the
+replay path reads the same ROS 2 parameter file (``/**: ros__parameters: ...``) with
+``yaml.safe_load``. A bad value is refused with a message naming the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .fusion.sync import SensorWindow, SyncConfig
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+MS = 1_000_000
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("sensors.camera.rate_hz", 10.0, "Nominal camera rate", 1.0, 120.0),
+    ParamSpec("sensors.lidar.rate_hz", 10.0, "Nominal lidar rate", 1.0, 50.0),
+    ParamSpec("sensors.radar.rate_hz", 13.0, "Nominal radar rate", 1.0, 50.0),
+    ParamSpec(
+        "sensors.lidar.offset_ms", 0.0, "Expected lidar stamp minus camera stamp", -500.0, 500.0
+    ),
+    ParamSpec(
+        "sensors.radar.offset_ms", 0.0, "Expected radar stamp minus camera stamp", -500.0, 500.0
+    ),
+    ParamSpec(
+        "sensors.lidar.max_skew_ms",
+        -1.0,
+        "Largest |lidar - (camera + offset)| accepted; -1: half the lidar period",
+        -1.0,
+        1000.0,
+    ),
+    ParamSpec(
+        "sensors.radar.max_skew_ms",
+        -1.0,
+        "Largest |radar - (camera + offset)| accepted; -1: half the radar period",
+        -1.0,
+        1000.0,
+    ),
+    ParamSpec(
+        "sync.anchor",
+        "camera",
+        "Sensor whose messages define frames",
+        choices=("camera", "lidar", "radar"),
+    ),
+    ParamSpec(
+        "sync.timeout_ms",
+        150.0,
+        "Header-time wait for partners after an anchor before emitting without them",
+        0.0,
+        5000.0,
+    ),
+    ParamSpec("sync.max_buffer", 64, "Messages buffered per sensor", 1, 10000),
+    ParamSpec(
+        "sync.max_age_ms", 2000.0, "Buffered messages older than this are dropped", 1.0, 60000.0
+    ),
+    ParamSpec(
+        "sync.time_jump_ms",
+        1000.0,
+        "A stamp this far behind the newest resets the synchroniser",
+        1.0,
+        3.6e6,
+    ),
+    ParamSpec(
+        "sync.reorder_tolerance_ms",
+        0.0,
+        "How far out of stamp order a partner may arrive and still be matched",
+        0.0,
+        5000.0,
+    ),
+)
+SPECS = {p.name: p for p in PARAMETERS}
+
+
+class ParameterError(ValueError):
+    """A parameter value outside its type, range or choices."""
+
+
+def validate(name: str, value: Any) -> Any:
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ParameterError(f"unknown parameter {name!r}")
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, spec.kind) or isinstance(value, bool) != (spec.kind is bool):
+        raise ParameterError(
+            f"parameter {name}={value!r}: expected {spec.kind.__name__}, got {type(value).__name__}"
+        )
+    if spec.kind in (int, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ParameterError(f"parameter {name}={value!r}: must be finite")
+        below = spec.min is not None and value < spec.min
+        if below or (spec.max is not None and value > spec.max):
+            raise ParameterError(f"parameter {name}={value!r}: outside [{spec.min}, {spec.max}]")
+    if spec.choices is not None and value not in spec.choices:
+        raise ParameterError(f"parameter {name}={value!r}: expected one of {spec.choices}")
+    return value
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Parameters:
+    values: dict[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Parameters:
+        merged = dict(self.values)
+        for name, value in overrides.items():
+            merged[name] = validate(name, value)
+        return Parameters(merged)
+
+
+def defaults() -> Parameters:
+    return Parameters({p.name: p.default for p in PARAMETERS})
+
+
+def load_parameters(path: str | Path | None = None) -> Parameters:
+    """Defaults, overridden by a ROS 2 parameter file (``<node or /**>: ros__parameters``)."""
+    params = defaults()
+    if path is None:
+        return params
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ParameterError(f"{path}: expected a mapping at the top level")
+    sections = [
+        v["ros__parameters"] for v in doc.values() if isinstance(v, dict) and "ros__parameters" in v
+    ]
+    if not sections:
+        raise ParameterError(f"{path}: no '<node>: ros__parameters:' section")
+    for section in sections:
+        try:
+            params = params.with_overrides(_flatten(section))
+        except ParameterError as exc:
+            raise ParameterError(f"{path}: {exc}") from None
+    return params
+
+
+def sync_config(params: Parameters) -> SyncConfig:
+    anchor = params["sync.anchor"]
+    rates = {s: params[f"sensors.{s}.rate_hz"] for s in ("camera", "lidar", "radar")}
+
+    def offset(sensor: str) -> float:
+        return 0.0 if sensor == "camera" else params[f"sensors.{sensor}.offset_ms"]
+
+    windows = {}
+    for sensor in ("camera", "lidar", "radar"):
+        if sensor == anchor:
+            continue
+        skew = -1.0 if sensor == "camera" else params[f"sensors.{sensor}.max_skew_ms"]
+        if skew < 0:
+            skew = 500.0 / rates[sensor]
+        windows[sensor] = SensorWindow(
+            round((offset(sensor) - offset(anchor)) * MS), round(skew * MS)
+        )
+    return SyncConfig(
+        anchor=anchor,
+        windows=windows,
+        timeout_ns=round(params["sync.timeout_ms"] * MS),
+        max_buffer=int(params["sync.max_buffer"]),
+        max_age_ns=round(params["sync.max_age_ms"] * MS),
+        time_jump_ns=round(params["sync.time_jump_ms"] * MS),
+        reorder_tolerance_ns=round(params["sync.reorder_tolerance_ms"] * MS),
+    )

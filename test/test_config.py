@@ -1,0 +1,64 @@
+"""Parameters: the shipped YAML documents every parameter; bad values are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from multimodal_perception.config import (
+    PARAMETERS,
+    ParameterError,
+    defaults,
+    load_parameters,
+    sync_config,
+)
+
+YAML = REPO / "config" / "perception.yaml"
+
+
+def test_shipped_yaml_lists_and_documents_every_parameter():
+    params = load_parameters(YAML)
+    assert params.values == defaults().values
+    text = YAML.read_text()
+    for spec in PARAMETERS:
+        leaf = spec.name.split(".")[-1]
+        lines = [ln for ln in text.splitlines() if ln.strip().startswith(f"{leaf}:")]
+        assert lines and all("#" in ln for ln in lines), f"{spec.name} undocumented in {YAML}"
+
+
+def test_sync_windows_follow_rates_and_offsets(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "node:\n  ros__parameters:\n    sensors:\n      lidar: {rate_hz: 20.0,"
+        " offset_ms: 25}\n      radar: {max_skew_ms: 40.0}\n"
+    )
+    cfg = sync_config(load_parameters(path))
+    assert cfg.anchor == "camera"
+    assert cfg.windows["lidar"].offset_ns == 25_000_000
+    assert cfg.windows["lidar"].max_skew_ns == 25_000_000  # half of 50 ms
+    assert cfg.windows["radar"].max_skew_ns == 40_000_000
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("sensors: {lidar: {rate_hz: 500.0}}", r"sensors.lidar.rate_hz=500.0: outside"),
+        ("sensors: {lidar: {rate_hz: fast}}", "expected float"),
+        ("sync: {anchor: sonar}", "expected one of"),
+        ("sync: {max_buffer: 2.5}", "expected int"),
+        ("sync: {timeout_ms: .nan}", "finite"),
+        ("sync: {bogus: 1}", "unknown parameter 'sync.bogus'"),
+    ],
+)
+def test_bad_values_are_refused_with_the_parameter_named(tmp_path, body, match):
+    path = tmp_path / "p.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    " + body + "\n")
+    with pytest.raises(ParameterError, match=match):
+        load_parameters(path)
+
+
+def test_unsafe_yaml_is_not_executed(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("/**:\n  ros__parameters: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(Exception, match="constructor"):
+        load_parameters(path)
