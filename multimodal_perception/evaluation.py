@@ -1,0 +1,173 @@
+"""2D detection scoring: greedy matching at an IoU threshold, precision, recall and AP per
+class, with KITTI-style ignore regions (DontCare, too-small or unmapped objects).
+
+Label names of the datasets are mapped to the detector's vocabulary (COCO names for the
+real models); a dataset label mapped to ``None`` is not a road user and is ignored.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# KITTI and View-of-Delft labels -> detector class names (COCO vocabulary).
+DATASET_TO_COCO: dict[str, str | None] = {
+    "Car": "car",
+    "Van": "car",
+    "Truck": "truck",
+    "Tram": "train",
+    "Pedestrian": "person",
+    "Person_sitting": "person",
+    "Cyclist": "bicycle",
+    "rider": "person",
+    "bicycle": "bicycle",
+    "moped_scooter": "motorcycle",
+    "motor": "motorcycle",
+    "bus": "bus",
+    "ride_other": None,
+    "ride_uncertain": None,
+    "bicycle_rack": None,
+    "human_depiction": None,
+    "vehicle_other": None,
+    "truck": "truck",
+    "Misc": None,
+    "DontCare": None,
+}
+ROAD_USER_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+@dataclass
+class ClassScore:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    scored: list[tuple[float, bool]] = field(default_factory=list)  # (score, is_tp)
+    n_gt: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan")
+
+    @property
+    def recall(self) -> float:
+        return self.tp / self.n_gt if self.n_gt else float("nan")
+
+    def average_precision(self) -> float:
+        """Area under the interpolated precision-recall curve (all points, VOC 2010+)."""
+        if not self.n_gt:
+            return float("nan")
+        ranked = sorted(self.scored, key=lambda s: -s[0])
+        hits = np.array([t for _, t in ranked], dtype=float)
+        if hits.size == 0:
+            return 0.0
+        tp = np.cumsum(hits)
+        fp = np.cumsum(1 - hits)
+        recall = tp / self.n_gt
+        precision = tp / np.maximum(tp + fp, 1e-12)
+        mrec = np.concatenate([[0.0], recall, [1.0]])
+        mpre = np.concatenate([[0.0], precision, [0.0]])
+        mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+        steps = np.flatnonzero(mrec[1:] != mrec[:-1])
+        return float(np.sum((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]))
+
+
+class DetectionScorer:
+    """Accumulates frames; ``scores`` per class. Detections that match nothing but overlap
+    an ignore region (IoU-of-detection area >= 0.5) count neither way."""
+
+    def __init__(self, classes: tuple[str, ...], iou: float = 0.5) -> None:
+        self.classes = classes
+        self.iou = iou
+        self.scores: dict[str, ClassScore] = defaultdict(ClassScore)
+
+    def add_frame(
+        self,
+        gt_boxes: np.ndarray,
+        gt_classes: list[str],
+        det_boxes: np.ndarray,
+        det_classes: list[str],
+        det_scores: np.ndarray,
+        ignore_boxes: np.ndarray | None = None,
+    ) -> None:
+        gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+        det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+        ignore = (
+            np.zeros((0, 4)) if ignore_boxes is None else np.asarray(ignore_boxes).reshape(-1, 4)
+        )
+        for cls in self.classes:
+            g = [i for i, c in enumerate(gt_classes) if c == cls]
+            d = [i for i, c in enumerate(det_classes) if c == cls]
+            d = sorted(d, key=lambda i: -det_scores[i])
+            score = self.scores[cls]
+            score.n_gt += len(g)
+            ious = iou_matrix(det_boxes[d], gt_boxes[g]) if d and g else np.zeros((len(d), len(g)))
+            taken = np.zeros(len(g), dtype=bool)
+            for row, i in enumerate(d):
+                best = -1
+                if len(g):
+                    cand = np.where(taken, -1.0, ious[row])
+                    j = int(cand.argmax())
+                    if cand[j] >= self.iou:
+                        best = j
+                if best >= 0:
+                    taken[best] = True
+                    score.tp += 1
+                    score.scored.append((float(det_scores[i]), True))
+                elif not _ignored(det_boxes[i], ignore):
+                    score.fp += 1
+                    score.scored.append((float(det_scores[i]), False))
+            score.fn += int((~taken).sum())
+
+    def table(self) -> list[tuple[str, int, int, int, float, float, float]]:
+        rows = []
+        for cls in self.classes:
+            s = self.scores[cls]
+            if s.n_gt or s.fp:
+                rows.append((cls, s.n_gt, s.tp, s.fp, s.precision, s.recall, s.average_precision()))
+        return rows
+
+    def total_recall(self) -> float:
+        n = sum(s.n_gt for s in self.scores.values())
+        return sum(s.tp for s in self.scores.values()) / n if n else float("nan")
+
+    def mean_ap(self) -> float:
+        aps = [s.average_precision() for c, s in self.scores.items() if s.n_gt]
+        return float(np.mean(aps)) if aps else float("nan")
+
+    def format(self, title: str) -> str:
+        lines = [
+            f"{title}",
+            f"  {'class':12} {'gt':>4} {'tp':>4} {'fp':>4} {'prec':>6} {'recall':>6} {'AP50':>6}",
+        ]
+        for cls, n, tp, fp, p, r, ap in self.table():
+            lines.append(f"  {cls:12} {n:4d} {tp:4d} {fp:4d} {p:6.2f} {r:6.2f} {ap:6.2f}")
+        lines.append(f"  all recall {self.total_recall():.3f}, mAP50 {self.mean_ap():.3f}")
+        return "\n".join(lines)
+
+
+def _ignored(box: np.ndarray, ignore: np.ndarray) -> bool:
+    if len(ignore) == 0:
+        return False
+    x1 = np.maximum(box[0], ignore[:, 0])
+    y1 = np.maximum(box[1], ignore[:, 1])
+    x2 = np.minimum(box[2], ignore[:, 2])
+    y2 = np.minimum(box[3], ignore[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+    return bool(np.any(inter / area >= 0.5))

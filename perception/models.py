@@ -1,0 +1,60 @@
+"""Finding model files: manifests in ``models/``, files in a model directory.
+
+Real pretrained models live in a model directory (parameter ``models.directory`` or
+``MMP_MODEL_DIR``; in development and CI ``../shared/models``). The project-trained tiny
+models ship in ``models/`` itself. Without a model directory the project-trained models
+are the defaults, and results say so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .manifest import ModelManifest, available_manifests, manifest_dir
+from .runtime import Backend, ModelLoadError, RuntimeOptions, create_backend
+
+DEFAULT_REAL = {"detection": "yolox_nano_416", "segmentation": "deeplab_mnedgetpu_cityscapes"}
+DEFAULT_EMBEDDED = {"detection": "mmp_tinydet_synth", "segmentation": "mmp_tinyseg_synth"}
+
+
+def model_directory(explicit: str | Path | None = None) -> Path | None:
+    """The configured model directory, or None when neither parameter nor env sets one."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MMP_MODEL_DIR")
+    return Path(env) if env else None
+
+
+def resolve_model_path(manifest: ModelManifest, directory: Path | None) -> Path:
+    if manifest.trained_by_project:
+        return manifest_dir() / manifest.file
+    if directory is None:
+        raise ModelLoadError(
+            f"model {manifest.name} needs a model directory (parameter models.directory or "
+            f"MMP_MODEL_DIR) holding {manifest.file}"
+        )
+    return directory / manifest.file
+
+
+def default_model(task: str, directory: Path | None) -> str:
+    """Real model when a model directory with it exists, else the project-trained one."""
+    real = DEFAULT_REAL.get(task)
+    if real and directory is not None:
+        manifest = available_manifests()[real]
+        if (directory / manifest.file).exists():
+            return real
+    return DEFAULT_EMBEDDED[task]
+
+
+def load_model(
+    name: str, directory: Path | None = None, options: RuntimeOptions | None = None
+) -> tuple[ModelManifest, Backend]:
+    manifests = available_manifests()
+    if name not in manifests:
+        raise ModelLoadError(
+            f"no manifest for model {name!r} in {manifest_dir()}; known: {sorted(manifests)}"
+        )
+    manifest = manifests[name]
+    path = resolve_model_path(manifest, directory)
+    return manifest, create_backend(manifest, path, options or RuntimeOptions())

@@ -1,0 +1,134 @@
+"""Semantic segmentation (and TwinLiteNet's drivable-area/lane heads) at the original size.
+
+A wide frame is never squashed into the model's square: when the frame's aspect ratio
+differs from the model's by more than ``max_aspect_distortion`` it is cut into
+overlapping tiles of the model's aspect, each segmented, and stitched by tile cores
+(every pixel decided by the tile it is most central in). Class maps come back at the
+original image size with nearest-neighbour upsampling (ids must not blend).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .decoders import RawSegmentation, decode_argmax, decode_logits, decode_twinlitenet
+from .detector import StageTimes
+from .manifest import ModelManifest
+from .preprocess import resize_image, to_tensor
+from .runtime import Backend
+from .tiling import Tile, make_tiles
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    labels: np.ndarray  # (H, W) uint8 class ids at the original image size
+    confidence: np.ndarray | None  # (H, W) float32 where the model gives logits
+    class_names: tuple[str, ...]
+    tiles: int = 1
+
+
+@dataclass(frozen=True)
+class LaneMasks:
+    drivable: np.ndarray  # (H, W) uint8 0/1
+    lanes: np.ndarray  # (H, W) uint8 0/1
+
+
+@dataclass
+class Segmenter:
+    manifest: ModelManifest
+    backend: Backend
+    max_aspect_distortion: float = 1.3
+    tile_overlap: float = 0.2
+    last_times: StageTimes = field(default_factory=StageTimes)
+
+    def __post_init__(self) -> None:
+        batch = self.backend.input_shapes[0][0]
+        self.max_batch = batch if isinstance(batch, int) and batch > 0 else 8
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.manifest.classes
+
+    def _run(self, crops: list[np.ndarray], times: StageTimes) -> list[list[np.ndarray]]:
+        spec = self.manifest.input
+        outs: list[list[np.ndarray]] = []
+        for start in range(0, len(crops), self.max_batch):
+            chunk = crops[start : start + self.max_batch]
+            t0 = time.perf_counter()
+            tensor = to_tensor([resize_image(c, spec)[0] for c in chunk], spec)
+            t1 = time.perf_counter()
+            result = self.backend.run({self.backend.input_names[0]: tensor})
+            times.preprocess_ms += (t1 - t0) * 1e3
+            times.inference_ms += (time.perf_counter() - t1) * 1e3
+            times.calls += 1
+            outs += [[r[i] for r in result] for i in range(len(chunk))]
+        return outs
+
+    def _tiles(self, width: int, height: int) -> list[Tile]:
+        spec = self.manifest.input
+        model_aspect = spec.width / spec.height
+        aspect = width / height
+        ratio = max(aspect / model_aspect, model_aspect / aspect)
+        if ratio <= self.max_aspect_distortion:
+            return make_tiles(width, height, width, height, 0.0)
+        # Tiles of the model's aspect spanning the short side.
+        if aspect > model_aspect:
+            tw, th = round(height * model_aspect), height
+        else:
+            tw, th = width, round(width / model_aspect)
+        return make_tiles(width, height, tw, th, self.tile_overlap)
+
+    def segment(self, bgr: np.ndarray) -> Segmentation:
+        if self.manifest.task != "segmentation":
+            raise ValueError(f"{self.manifest.name} is a {self.manifest.task} model")
+        h, w = bgr.shape[:2]
+        times = StageTimes()
+        tiles = self._tiles(w, h)
+        outs = self._run([bgr[t.y0 : t.y1, t.x0 : t.x1] for t in tiles], times)
+        t0 = time.perf_counter()
+        labels = np.zeros((h, w), np.uint8)
+        confidence = None
+        for tile, out in zip(tiles, outs, strict=True):
+            raw = self._decode(out[0][None])[0]
+            tw, th = tile.x1 - tile.x0, tile.y1 - tile.y0
+            tile_labels = cv2.resize(raw.labels, (tw, th), interpolation=cv2.INTER_NEAREST)
+            c0, r0, c1, r1 = tile.core
+            labels[r0:r1, c0:c1] = tile_labels[
+                r0 - tile.y0 : r1 - tile.y0, c0 - tile.x0 : c1 - tile.x0
+            ]
+            if raw.confidence is not None:
+                if confidence is None:
+                    confidence = np.zeros((h, w), np.float32)
+                tile_conf = cv2.resize(raw.confidence, (tw, th), interpolation=cv2.INTER_LINEAR)
+                confidence[r0:r1, c0:c1] = tile_conf[
+                    r0 - tile.y0 : r1 - tile.y0, c0 - tile.x0 : c1 - tile.x0
+                ]
+        times.postprocess_ms += (time.perf_counter() - t0) * 1e3
+        self.last_times = times
+        return Segmentation(labels, confidence, self.class_names, len(tiles))
+
+    def _decode(self, out: np.ndarray) -> list[RawSegmentation]:
+        if self.manifest.decoder == "logits":
+            return decode_logits(out)
+        return decode_argmax(out)
+
+    def lanes(self, bgr: np.ndarray) -> LaneMasks:
+        """TwinLiteNet: drivable area and lane lines at the original size."""
+        if self.manifest.decoder != "twinlitenet":
+            raise ValueError(f"{self.manifest.name} has no lane heads")
+        h, w = bgr.shape[:2]
+        times = StageTimes()
+        (out,) = self._run([bgr], times)
+        t0 = time.perf_counter()
+        ((da, ll),) = decode_twinlitenet(out[0][None], out[1][None])
+        masks = LaneMasks(
+            cv2.resize(da, (w, h), interpolation=cv2.INTER_NEAREST),
+            cv2.resize(ll, (w, h), interpolation=cv2.INTER_NEAREST),
+        )
+        times.postprocess_ms += (time.perf_counter() - t0) * 1e3
+        self.last_times = times
+        return masks
