@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: all test demo demo-real sample-bag bench lint clean venv
+.PHONY: all test demo demo-real sample-bag train-models bench lint clean venv
 
 all: test
 
@@ -13,7 +13,7 @@ $(STAMP): setup.py pyproject.toml constraints.txt scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,torch]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -46,6 +46,10 @@ demo-real: $(STAMP)
 sample-bag: $(STAMP)
 	rm -rf $(SAMPLE)
 	$(BIN)/mmp make-bag --synthetic --scenario urban_crossing --seconds 5 --seed 0 --out $(SAMPLE)
+
+# Reproduce the project-trained tiny models in models/ (CPU, about 25 minutes).
+train-models: $(STAMP)
+	$(BIN)/python -u -m multimodal_perception.perception.training.train_all
 
 bench: $(STAMP)
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python bench/run_all.py

@@ -56,7 +56,7 @@ setup(
         "open3d>=0.17",
     ],
     extras_require={
-        "torch": ["torch>=2.1"],
+        "torch": ["torch>=2.1", "onnx>=1.14"],
         "test": ["pytest>=7", "ruff"],
     },
     zip_safe=False,

@@ -69,6 +69,95 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .perception.fetch import FetchError, fetch_model
+    from .perception.manifest import available_manifests
+    from .perception.models import model_directory, resolve_model_path
+    from .perception.runtime import ModelLoadError, RuntimeOptions, create_backend
+
+    manifests = available_manifests()
+    directory = model_directory(args.model_dir)
+    if args.action == "list":
+        for name, m in manifests.items():
+            try:
+                where = resolve_model_path(m, directory)
+                state = "present" if where.exists() else "missing"
+            except ModelLoadError:
+                where, state = m.file, "no model directory"
+            print(f"{name:30} {m.task:12} {m.decoder:11} {state:9} {where}")
+        return 0
+    if not args.names:
+        print("name one or more models", file=sys.stderr)
+        return 2
+    status = 0
+    for name in args.names:
+        if name not in manifests:
+            print(f"{name}: no such manifest; known: {', '.join(manifests)}", file=sys.stderr)
+            status = 1
+            continue
+        m = manifests[name]
+        try:
+            if args.action == "fetch":
+                if directory is None:
+                    print("set --model-dir or MMP_MODEL_DIR", file=sys.stderr)
+                    return 2
+                print(f"{name}: {fetch_model(m, directory, accept_digest=args.accept_digest)}")
+            else:
+                backend = create_backend(
+                    m,
+                    resolve_model_path(m, directory),
+                    RuntimeOptions(providers=tuple(args.providers)),
+                )
+                print(f"{name}: ok, runs on {backend.provider}")
+        except (FetchError, ModelLoadError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _parse_sets(items: list[str]) -> dict[str, object]:
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects name=value, got {item!r}")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    overrides = _parse_sets(args.set)
+    if args.model_dir:
+        overrides["models.directory"] = args.model_dir
+    if args.tiled:
+        overrides["detector.tiling"] = True
+    result = replay(
+        [Path(b) for b in args.bags],
+        Path(args.out),
+        args.params,
+        overrides,
+        progress=not args.quiet,
+    )
+    r = result.report
+    print(
+        f"{r['frames']} frames, {r['scene_messages']} scene messages, "
+        f"{r['timing']['frames_per_s']} frames/s; models {r['models']['detector']} / "
+        f"{r['models']['segmenter']}"
+        + (" (project-trained embedded defaults)" if r["models"]["embedded_default"] else "")
+    )
+    for topic, row in sorted(r["inputs"].items()):
+        print(f"  {topic:34} in {row['in']:5d}  used {row['used']:5d}  dropped {row['dropped']}")
+    print(
+        f"outputs: {result.out_dir / 'output.mcap'}, {result.out_dir / 'report.json'}, "
+        f"{result.out_dir / 'report.md'}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--seed", type=int, default=0)
     pv.add_argument("--out", required=True, help="PNG file to write")
     pv.set_defaults(func=_cmd_preview)
+    rp = sub.add_parser("replay", help="run the pipeline over a bag, write outputs and a report")
+    rp.add_argument("bags", nargs="+")
+    rp.add_argument("--out", default="out/replay", help="output directory")
+    rp.add_argument("--params", help="ROS 2 parameter YAML (default: built-in defaults)")
+    rp.add_argument("--model-dir", help="real model directory (default: $MMP_MODEL_DIR)")
+    rp.add_argument("--tiled", action="store_true", help="tiled detection")
+    rp.add_argument("--set", action="append", help="override a parameter: name=value")
+    rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.set_defaults(func=_cmd_replay)
+    models = sub.add_parser("models", help="list, check or fetch models")
+    models.add_argument("action", choices=["list", "check", "fetch"])
+    models.add_argument("names", nargs="*")
+    models.add_argument("--model-dir", help="model directory (default: $MMP_MODEL_DIR)")
+    models.add_argument("--accept-digest", help="accept a download with exactly this sha256")
+    models.add_argument("--providers", nargs="+", default=["tensorrt", "cuda", "cpu"])
+    models.set_defaults(func=_cmd_models)
     info = sub.add_parser("info", help="topics, types, counts and header-stamp rates of bags")
     info.add_argument("bags", nargs="+")
     info.set_defaults(func=_cmd_info)

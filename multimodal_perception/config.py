@@ -88,6 +88,73 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         0.0,
         5000.0,
     ),
+    ParamSpec("topics.camera", "/camera/image_raw", "sensor_msgs/Image input"),
+    ParamSpec(
+        "topics.camera_compressed",
+        "/camera/image_raw/compressed",
+        "sensor_msgs/CompressedImage input (used when the raw topic is absent)",
+    ),
+    ParamSpec("topics.camera_info", "/camera/camera_info", "sensor_msgs/CameraInfo input"),
+    ParamSpec("topics.lidar", "/lidar/points", "sensor_msgs/PointCloud2 lidar input"),
+    ParamSpec(
+        "topics.radar",
+        "/radar/points",
+        "radar input: PointCloud2, radar_msgs/RadarScan or RadarTracks",
+    ),
+    ParamSpec("topics.tf", "/tf", "tf2_msgs/TFMessage"),
+    ParamSpec("topics.tf_static", "/tf_static", "tf2_msgs/TFMessage, latched"),
+    ParamSpec("frames.base", "base_link", "Vehicle frame of 3D outputs (REP 105)"),
+    ParamSpec("frames.fixed", "odom", "Tracking frame when tf has it; else frames.base"),
+    ParamSpec(
+        "models.directory", "", "Model directory with real models ('' = $MMP_MODEL_DIR or none)"
+    ),
+    ParamSpec("models.detector", "", "Detector manifest name ('' = default for the directory)"),
+    ParamSpec(
+        "models.segmenter", "", "Segmenter manifest name ('' = default; 'none' = no segmentation)"
+    ),
+    ParamSpec("models.providers", "tensorrt,cuda,cpu", "onnxruntime providers, in order"),
+    ParamSpec("models.threads", 0, "Inference threads per model (0 = onnxruntime default)", 0, 64),
+    ParamSpec(
+        "detector.score_threshold",
+        -1.0,
+        "Detection score threshold (-1 = the manifest's)",
+        -1.0,
+        1.0,
+    ),
+    ParamSpec(
+        "detector.classes",
+        "person,bicycle,car,motorcycle,bus,truck,train,traffic light,stop sign,cyclist",
+        "Detector classes kept (comma-separated; '' = all)",
+    ),
+    ParamSpec("detector.tiling", False, "Tiled (sliced) detection for wide frames"),
+    ParamSpec("detector.tile_size", 0, "Tile side in pixels (0 = automatic)", 0, 8192),
+    ParamSpec("detector.tile_overlap", 0.25, "Overlap between tiles", 0.0, 0.8),
+    ParamSpec("filter.enabled", True, "Semantic-consistency filtering of boxes"),
+    ParamSpec(
+        "filter.default_threshold",
+        0.2,
+        "Evidence a box needs when its class has no calibrated threshold",
+        0.0,
+        1.0,
+    ),
+    ParamSpec("filter.threshold.person", 0.14, "Calibrated evidence threshold", 0.0, 1.0),
+    ParamSpec("filter.threshold.car", 0.22, "Calibrated evidence threshold", 0.0, 1.0),
+    ParamSpec("filter.threshold.bicycle", 0.35, "Calibrated evidence threshold", 0.0, 1.0),
+    ParamSpec("filter.threshold.cyclist", 0.2, "Evidence threshold (synthetic class)", 0.0, 1.0),
+    ParamSpec(
+        "fusion.ego_motion_compensation",
+        True,
+        "Move lidar and radar to the camera stamp using odometry in tf",
+    ),
+    ParamSpec("fusion.dbscan_eps", 0.6, "Lidar clustering radius, m", 0.1, 5.0),
+    ParamSpec("fusion.radar_gate_m", 0.5, "Radar association gate around 3D boxes, m", 0.0, 10.0),
+    ParamSpec("tracking.confirm_hits", 3, "Hits before a track is confirmed", 1, 20),
+    ParamSpec("tracking.max_missed_s", 1.0, "Seconds unseen before a track is deleted", 0.05, 30.0),
+    ParamSpec("description.language", "en", "Scene text language", choices=("en", "zh")),
+    ParamSpec("output.segmentation", True, "Publish the class-id image"),
+    ParamSpec("output.debug_image", False, "Publish an overlay image"),
+    ParamSpec("output.rejected", True, "Publish boxes dropped by the filter"),
+    ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period in header time", 0.1, 60.0),
 )
 SPECS = {p.name: p for p in PARAMETERS}
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -171,3 +173,75 @@ def _ignored(box: np.ndarray, ignore: np.ndarray) -> bool:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
     return bool(np.any(inter / area >= 0.5))
+
+
+def _gt_class(name: str, vocabulary: tuple[str, ...]) -> str | None:
+    if name in vocabulary:
+        return name
+    mapped = DATASET_TO_COCO.get(name)
+    if name == "cyclist" and "bicycle" in vocabulary:
+        mapped = "bicycle"
+    return mapped if mapped in vocabulary else None
+
+
+@dataclass
+class BagScores:
+    before: DetectionScorer  # every box the detector gave (kept + rejected by the filter)
+    after: DetectionScorer  # boxes the filter kept
+    center_errors: list[tuple[str, float, int]]  # (class, BEV centre error m, GT id)
+    frames: int
+
+
+def evaluate_output_bag(
+    path: str | Path, vocabulary: tuple[str, ...] | None = None, iou: float = 0.5
+) -> BagScores:
+    """Score a replay's output.mcap against the ground-truth topics it carries."""
+    from .ros_pkg.bag_io import iter_bag
+    from .ros_pkg.outputs import detection2d_array_to_arrays
+
+    by_stamp: dict[int, dict[str, Any]] = defaultdict(dict)
+    wanted = {
+        "/ground_truth/boxes_2d": "gt2d",
+        "/ground_truth/objects_3d": "gt3d",
+        "/multimodal_perception/detections_2d": "kept",
+        "/multimodal_perception/rejected_2d": "rejected",
+        "/multimodal_perception/objects_3d": "out3d",
+    }
+    for rec in iter_bag(Path(path), list(wanted)):
+        stamp = rec.msg.header.stamp.sec * 1_000_000_000 + rec.msg.header.stamp.nanosec
+        by_stamp[stamp][wanted[rec.topic]] = rec.msg
+    vocab = vocabulary or ROAD_USER_CLASSES
+    before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
+    errors: list[tuple[str, float, int]] = []
+    frames = 0
+    for parts in by_stamp.values():
+        if "gt2d" not in parts or "kept" not in parts:
+            continue
+        frames += 1
+        gt = detection2d_array_to_arrays(parts["gt2d"])
+        classes = [_gt_class(c, vocab) for c in gt.class_ids]
+        keep = [i for i, c in enumerate(classes) if c]
+        ignore = gt.boxes_xyxy[[i for i, c in enumerate(classes) if not c]]
+        kept = detection2d_array_to_arrays(parts["kept"])
+        rej = detection2d_array_to_arrays(parts["rejected"]) if "rejected" in parts else None
+        gt_boxes, gt_classes = gt.boxes_xyxy[keep], [classes[i] for i in keep]
+        after.add_frame(gt_boxes, gt_classes, kept.boxes_xyxy, kept.class_ids, kept.scores, ignore)
+        all_boxes = kept.boxes_xyxy if rej is None else np.vstack([kept.boxes_xyxy, rej.boxes_xyxy])
+        all_classes = kept.class_ids + ([] if rej is None else rej.class_ids)
+        all_scores = kept.scores if rej is None else np.concatenate([kept.scores, rej.scores])
+        before.add_frame(gt_boxes, gt_classes, all_boxes, all_classes, all_scores, ignore)
+        if "gt3d" in parts and "out3d" in parts:
+            out = [
+                (
+                    d.results[0].hypothesis.class_id,
+                    np.array([d.bbox.center.position.x, d.bbox.center.position.y]),
+                )
+                for d in parts["out3d"].detections
+            ]
+            for k, d in enumerate(parts["gt3d"].detections):
+                cls = _gt_class(d.results[0].hypothesis.class_id, vocab)
+                c = np.array([d.bbox.center.position.x, d.bbox.center.position.y])
+                same = [np.linalg.norm(o - c) for oc, o in out if oc == cls]
+                if cls and same and min(same) < 3.0:
+                    errors.append((cls, float(min(same)), k))
+    return BagScores(before, after, errors, frames)

@@ -37,6 +37,12 @@ class RadarPoints:
     xyz: np.ndarray  # (N, 3) float32, metres
     radial_velocity: np.ndarray  # (N,) float32, m/s, positive moving away; NaN if unknown
     rcs: np.ndarray  # (N,) float32, dBsm or amplitude dB; NaN if unknown
+    velocity_field: str = ""  # where radial_velocity came from ("doppler" for RadarScan)
+
+    @property
+    def over_ground(self) -> bool:
+        """True when the radial velocity is already ego-motion compensated."""
+        return self.velocity_field.endswith("compensated")
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
@@ -80,6 +86,7 @@ def radar_scan_to_points(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> Ra
         xyz,
         table[:, 3].astype(np.float32),
         table[:, 4].astype(np.float32),
+        "doppler",
     )
 
 
@@ -111,6 +118,7 @@ def radar_cloud_to_points(
         xyz,
         cols.get(velocity_field, nan) if velocity_field else nan,
         cols.get(rcs_field, nan) if rcs_field else nan,
+        velocity_field or "",
     )
 
 

@@ -22,6 +22,11 @@ from .trajectory import State
 from .world import Mount, Rig, World
 
 INVALID = np.uint32(0xFFFFFFFF)
+_ALBEDO_LUT = np.zeros((256, 3))
+for _cls, _colour in CLASS_ALBEDO_BGR.items():
+    _ALBEDO_LUT[_cls] = _colour
+_BODY_CLASS = np.zeros(256, dtype=bool)
+_BODY_CLASS[[TRAINID[c] for c in ("car", "truck", "bus", "person", "rider")]] = True
 SKY_BGR = np.array([0.93, 0.80, 0.66])
 
 
@@ -148,15 +153,10 @@ def render_camera(
     facing = np.sum(n * d_world.reshape(h, w, 3), axis=-1, keepdims=True)
     n = np.where(facing > 0, -n, n)
 
-    albedo = np.zeros((h, w, 3))
-    for cls, colour in CLASS_ALBEDO_BGR.items():
-        albedo[sem == cls] = colour
-    for i, a in enumerate(world.actors):
-        body = (actor == i) & np.isin(
-            sem,
-            (TRAINID["car"], TRAINID["truck"], TRAINID["bus"], TRAINID["person"], TRAINID["rider"]),
-        )
-        albedo[body] = a.colour_bgr
+    albedo = _ALBEDO_LUT[sem]  # per-class colour by table lookup
+    body = (actor >= 0) & _BODY_CLASS[sem]
+    actor_colours = np.array([a.colour_bgr for a in world.actors] or [(0.0, 0.0, 0.0)])
+    albedo[body] = actor_colours[actor[body]]
     _texture(world, albedo, sem, actor, p)
 
     if world.outdoor:
@@ -183,15 +183,22 @@ def render_camera(
 def _texture(
     world: World, albedo: np.ndarray, sem: np.ndarray, actor: np.ndarray, p: np.ndarray
 ) -> None:
-    road = sem == TRAINID["road"]
-    albedo[road] *= (0.9 + 0.2 * _hash_noise(p[road], 6.0))[:, None]
-    for mark in world.lane_marks:
-        along, across = (p[..., 0], p[..., 1]) if mark.axis == "x" else (p[..., 1], p[..., 0])
-        on = road & (np.abs(across - mark.offset) < mark.width / 2)
+    road = np.flatnonzero(sem.reshape(-1) == TRAINID["road"])
+    flat_albedo = albedo.reshape(-1, 3)
+    road_p = p.reshape(-1, 3)[road]
+    flat_albedo[road] *= (0.9 + 0.2 * _hash_noise(road_p, 6.0))[:, None]
+    painted = np.zeros(len(road), dtype=bool)
+    for mark in world.lane_marks:  # on the road pixels only
+        if mark.axis == "x":
+            along, across = road_p[:, 0], road_p[:, 1]
+        else:
+            along, across = road_p[:, 1], road_p[:, 0]
+        on = np.abs(across - mark.offset) < mark.width / 2
         on &= (along >= mark.start) & (along <= mark.stop)
         if mark.dashed:
             on &= np.mod(along, 9.0) < 3.0
-        albedo[on] = (0.88, 0.88, 0.88)
+        painted |= on
+    flat_albedo[road[painted]] = (0.88, 0.88, 0.88)
     walk = sem == TRAINID["sidewalk"]
     grid = (np.abs(np.mod(p[walk][:, 0], 1.2) - 0.6) > 0.56) | (
         np.abs(np.mod(p[walk][:, 1], 1.2) - 0.6) > 0.56
@@ -210,12 +217,15 @@ def _texture(
         m = sem == cls
         albedo[m] *= (1.0 - amount / 2 + amount * _hash_noise(p[m], scale))[:, None]
     # Vehicle glass: a dark band in the upper part of cars, trucks and buses.
-    for i, a in enumerate(world.actors):
-        if a.kind in ("car", "bus", "truck"):
-            m = actor == i
-            z = p[m][:, 2]
-            glass = (z > a.size[2] * 0.62) & (z < a.size[2] * 0.93)
-            albedo[m] = np.where(glass[:, None], (0.25, 0.2, 0.18), albedo[m])
+    vehicle = np.flatnonzero(actor.reshape(-1) >= 0)
+    heights = np.array(
+        [a.size[2] if a.kind in ("car", "bus", "truck") else np.nan for a in world.actors]
+        or [np.nan]
+    )
+    top = heights[actor.reshape(-1)[vehicle]]
+    z = p.reshape(-1, 3)[vehicle, 2]
+    glass = (z > top * 0.62) & (z < top * 0.93)  # NaN (not a vehicle) compares False
+    flat_albedo[vehicle[glass]] = (0.25, 0.2, 0.18)
 
 
 @dataclass

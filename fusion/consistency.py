@@ -1,0 +1,224 @@
+"""Semantic-consistency filtering: does the segmentation (and lidar, radar) confirm a box?
+
+Each detector class maps to the segmenter classes that are compatible with it (COCO ->
+Cityscapes, COCO -> VOC, the synthetic classes -> Cityscapes). A box's semantic score is
+the fraction of compatible pixels, weighted towards where the object really is: the
+*core* (central half of the width, from 20 % to 95 % of the height: a person's head
+sits in background, a car's bottom edge on road) counts 0.7, the whole box 0.3. Boxes are
+mapped into the mask's resolution, so segmentation run at another size or stitched from
+tiles is judged in the right place. The work is a slice of the uint8 class mask per box
+and a 256-entry lookup (bench/bench_fusion.py measures the alternatives).
+
+Geometric evidence joins it: lidar points in the box forming a compact cluster at one
+depth that stands in front of its surroundings, and moving radar returns inside the box.
+The evidence score is a noisy-OR,
+``evidence = semantic + (1 - semantic) * geometric`` with ``geometric = max(lidar,
+radar)``; a box is kept when ``evidence >= threshold[class]``, geometry counting only
+where the segmentation is weak (few mask pixels in the box, or a near miss). Every box
+gets a decision
+and a reason: ``consistent``, ``rescued_by_lidar``, ``rescued_by_radar``,
+``inconsistent``, or ``not_judged`` (no segmenter class can judge its class).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Detector class -> compatible segmenter classes, per segmenter label space.
+CLASS_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
+    "cityscapes": {
+        "person": ("person", "rider"),
+        "bicycle": ("bicycle", "rider"),
+        "motorcycle": ("motorcycle", "rider"),
+        "car": ("car", "truck", "bus"),
+        "truck": ("truck", "bus", "car"),
+        "bus": ("bus", "truck", "car", "train"),
+        "train": ("train", "bus"),
+        "traffic light": ("traffic light", "pole"),
+        "stop sign": ("traffic sign", "pole"),
+        "cyclist": ("rider", "bicycle"),  # the synthetic detector's class
+    },
+    "voc": {
+        "person": ("person",),
+        "bicycle": ("bicycle", "person"),
+        "motorcycle": ("motorbike", "person"),
+        "car": ("car", "bus"),
+        "bus": ("bus", "car"),
+        "truck": ("car", "bus"),
+        "train": ("train",),
+        "cyclist": ("bicycle", "person"),
+    },
+}
+
+CORE_WEIGHT = 0.7
+KEEP, DROP = "keep", "drop"
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    label_space: str = "cityscapes"
+    default_threshold: float = 0.2
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # per detector class
+    # Geometry proves that *an* object is there, not which class: it may overrule the
+    # segmentation only where the segmentation is weak -- boxes covering few mask pixels
+    # (far or thin objects) or near misses (semantic >= rescue_near_miss x threshold).
+    rescue_max_mask_pixels: int = 600
+    rescue_near_miss: float = 0.5
+    enabled: bool = True
+
+    def threshold(self, cls: str) -> float:
+        return float(self.thresholds.get(cls, self.default_threshold))
+
+
+@dataclass(frozen=True)
+class Decision:
+    keep: bool
+    reason: str
+    semantic: float  # NaN when not judged
+    lidar: float
+    radar: float
+    evidence: float
+
+
+class ConsistencyFilter:
+    def __init__(
+        self,
+        detector_classes: Sequence[str],
+        segmenter_classes: Sequence[str],
+        config: FilterConfig | None = None,
+    ) -> None:
+        self.config = config or FilterConfig()
+        mapping = CLASS_MAPS.get(self.config.label_space)
+        if mapping is None:
+            raise ValueError(
+                f"filter.label_space={self.config.label_space!r}: expected one "
+                f"of {sorted(CLASS_MAPS)}"
+            )
+        index = {name: i for i, name in enumerate(segmenter_classes)}
+        # One 256-entry lookup table per detector class (None: cannot be judged).
+        self.luts: list[np.ndarray | None] = []
+        for cls in detector_classes:
+            compatible = [index[c] for c in mapping.get(cls, ()) if c in index]
+            if not compatible:
+                self.luts.append(None)
+                continue
+            lut = np.zeros(256, dtype=np.float32)
+            lut[compatible] = 1.0
+            self.luts.append(lut)
+        self.detector_classes = tuple(detector_classes)
+
+    def semantic_scores(
+        self,
+        boxes: np.ndarray,
+        class_ids: np.ndarray,
+        labels: np.ndarray,
+        image_size: tuple[int, int],
+        areas: list[int] | None = None,
+    ) -> np.ndarray:
+        """Weighted compatible fraction per box (NaN: class not judged). ``image_size`` is
+        (width, height) of the image the boxes are in; ``labels`` may be at another size.
+        ``areas``, when given, receives each box's size in mask pixels."""
+        mh, mw = labels.shape
+        sx, sy = mw / image_size[0], mh / image_size[1]
+        scores = np.full(len(boxes), np.nan, dtype=np.float64)
+        if len(boxes) == 0:
+            return scores
+        b = np.asarray(boxes, dtype=np.float64) * [sx, sy, sx, sy]
+        x1 = np.clip(np.floor(b[:, 0]), 0, mw - 1).astype(int)
+        y1 = np.clip(np.floor(b[:, 1]), 0, mh - 1).astype(int)
+        x2 = np.clip(np.ceil(b[:, 2]), x1 + 1, mw).astype(int)
+        y2 = np.clip(np.ceil(b[:, 3]), y1 + 1, mh).astype(int)
+        w, h = x2 - x1, y2 - y1
+        if areas is not None:
+            areas.extend((w * h).tolist())
+        cx1 = x1 + w // 4
+        cx2 = np.maximum(x1 + (3 * w + 3) // 4, cx1 + 1)
+        cy1 = y1 + h // 5
+        cy2 = np.maximum(y1 + (19 * h + 19) // 20, cy1 + 1)
+        for i, cid in enumerate(np.asarray(class_ids)):
+            lut = self.luts[int(cid)]
+            if lut is None:
+                continue
+            full = lut[labels[y1[i] : y2[i], x1[i] : x2[i]]].mean()
+            core = lut[labels[cy1[i] : cy2[i], cx1[i] : cx2[i]]].mean()
+            scores[i] = CORE_WEIGHT * core + (1.0 - CORE_WEIGHT) * full
+        return scores
+
+    def decide(
+        self,
+        boxes: np.ndarray,
+        class_ids: np.ndarray,
+        labels: np.ndarray | None,
+        image_size: tuple[int, int],
+        lidar: np.ndarray | None = None,
+        radar: np.ndarray | None = None,
+    ) -> list[Decision]:
+        n = len(boxes)
+        lidar = np.zeros(n) if lidar is None else np.asarray(lidar, dtype=np.float64)
+        radar = np.zeros(n) if radar is None else np.asarray(radar, dtype=np.float64)
+        if labels is None or not self.config.enabled:
+            return [
+                Decision(
+                    True, "not_judged", float("nan"), float(lidar[i]), float(radar[i]), float("nan")
+                )
+                for i in range(n)
+            ]
+        areas: list[int] = []
+        semantic = self.semantic_scores(boxes, class_ids, labels, image_size, areas)
+        out = []
+        for i in range(n):
+            s, li, ra = semantic[i], float(lidar[i]), float(radar[i])
+            if np.isnan(s):
+                out.append(Decision(True, "not_judged", float("nan"), li, ra, float("nan")))
+                continue
+            threshold = self.config.threshold(self.detector_classes[int(class_ids[i])])
+            geometric = max(li, ra)
+            evidence = s + (1.0 - s) * geometric
+            weak_segmentation = (
+                areas[i] < self.config.rescue_max_mask_pixels
+                or s >= self.config.rescue_near_miss * threshold
+            )
+            if s >= threshold:
+                reason = "consistent"
+            elif evidence >= threshold and weak_segmentation:
+                reason = "rescued_by_lidar" if li >= ra else "rescued_by_radar"
+            else:
+                reason = "inconsistent"
+            out.append(Decision(reason != "inconsistent", reason, float(s), li, ra, evidence))
+        return out
+
+
+def lidar_evidence(
+    depths_core: np.ndarray, depths_ring: np.ndarray, expected_points: float, min_points: int = 8
+) -> float:
+    """How strongly the lidar says "an object is here": a compact depth cluster inside the
+    box core (within 1 m of the densest depth) that stands in front of its surroundings.
+
+    A wall or hedge behind a false box also gives a compact cluster; what an object has
+    and a background does not is a depth step: the ring just outside the box (left and
+    right) is more than 1 m further away, or empty. Score = share of core points in the
+    cluster x min(1, cluster size / max(min_points, expected/4)), times 0.25 when the
+    cluster does not stand out. 0 with fewer than 3 points.
+    """
+    if depths_core.size < 3:
+        return 0.0
+    d = np.sort(depths_core)
+    right = np.searchsorted(d, d + 1.0, side="right")
+    start = int((right - np.arange(d.size)).argmax())
+    best = int(right[start] - start)
+    mode = float(np.median(d[start : right[start]]))
+    compact = best / d.size
+    enough = min(1.0, best / max(min_points, 0.25 * expected_points))
+    ring = depths_ring[np.isfinite(depths_ring)]
+    stands_out = ring.size < 3 or float(np.median(ring)) > mode + 1.0
+    return float(compact * enough * (1.0 if stands_out else 0.25))
+
+
+def radar_evidence(radial_velocity_over_ground: np.ndarray, moving_mps: float = 0.5) -> float:
+    """Radar returns in the box: only moving ones (|over-ground radial velocity| above
+    ``moving_mps``) are evidence of an object; static returns come from anything."""
+    v = radial_velocity_over_ground[np.isfinite(radial_velocity_over_ground)]
+    return min(1.0, 0.5 * int(np.count_nonzero(np.abs(v) > moving_mps)))

@@ -1,0 +1,213 @@
+"""3D objects from kept 2D boxes: lidar clusters, or a camera-only ground-plane estimate.
+
+Per frame the lidar ground is removed once (a RANSAC plane with open3d, fitted to points
+near the vehicle and below the sensor) and the remaining points are projected into the
+image. Per kept box: the projected points inside the box (and on compatible mask pixels
+when a segmentation is given) are clustered with open3d's DBSCAN; the object's cluster
+is the one with the most mask-consistent points, nearer first on a tie. Its bird's-eye
+footprint gives centre, size and yaw (OpenCV's minimum-area rectangle); a footprint
+shorter than the class's typical size is extended away from the sensor (the far side
+of an object is never seen). Without lidar points, the box's bottom centre is cast onto
+the ground plane from the camera and the class's typical size is used; such objects are
+flagged ``camera_only``. Everything is in ``base_link`` (REP 103: x forward, z up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import open3d as o3d
+
+from ..ros_pkg.camera_info import CameraModel
+from .projection import Projection, project_points
+
+# Typical object sizes (length, width, height) for extending partial footprints.
+CLASS_SIZE_PRIOR: dict[str, tuple[float, float, float]] = {
+    "car": (4.4, 1.8, 1.5),
+    "truck": (8.0, 2.5, 3.2),
+    "bus": (11.0, 2.5, 3.1),
+    "person": (0.6, 0.6, 1.75),
+    "bicycle": (1.8, 0.6, 1.7),
+    "cyclist": (1.8, 0.6, 1.75),
+    "motorcycle": (2.0, 0.8, 1.5),
+    "train": (20.0, 3.0, 3.8),
+}
+DEFAULT_PRIOR = (1.0, 1.0, 1.5)
+
+
+@dataclass(frozen=True)
+class Object3D:
+    center: np.ndarray  # (3,) base_link
+    size: np.ndarray  # (3,) length, width, height
+    yaw: float  # about base_link z
+    source: str  # "lidar" or "camera_only"
+    points: int  # lidar points in the chosen cluster
+    lidar_evidence_depths: np.ndarray  # depths (camera z) of the box's lidar points
+
+    @property
+    def range_m(self) -> float:
+        return float(np.hypot(self.center[0], self.center[1]))
+
+
+@dataclass(frozen=True)
+class GroundModel:
+    """Plane n . p + d = 0 in base_link, n pointing up; None when no plane was found."""
+
+    normal: np.ndarray
+    d: float
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        return points @ self.normal + self.d
+
+
+def fit_ground(
+    points_base: np.ndarray, max_range: float = 40.0, threshold: float = 0.15, seed: int = 0
+) -> GroundModel | None:
+    near = points_base[(np.abs(points_base[:, 0]) < max_range) & (np.abs(points_base[:, 1]) < 20)]
+    # Ground lies well below most of the scene: take the lower points as candidates.
+    if len(near) < 50:
+        return None
+    low = near[near[:, 2] < np.percentile(near[:, 2], 60)]
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(low.astype(np.float64)))
+    o3d.utility.random.seed(seed)
+    model, inliers = cloud.segment_plane(threshold, 3, 150)
+    a, b, c, d = model
+    if len(inliers) < 30 or abs(c) < 0.9:  # not a roughly horizontal plane
+        return None
+    n = np.array([a, b, c])
+    if c < 0:
+        n, d = -n, -d
+    scale = np.linalg.norm(n)
+    return GroundModel(n / scale, d / scale)
+
+
+@dataclass
+class LidarFrame:
+    """The lidar of one synced frame, prepared once for all boxes."""
+
+    points_base: np.ndarray  # (N, 3) non-ground points in base_link
+    projection: Projection  # their projection into the camera image
+    ground: GroundModel | None
+
+
+def prepare_lidar(
+    points_lidar: np.ndarray,
+    T_base_lidar: np.ndarray,
+    T_cam_base: np.ndarray,
+    camera: CameraModel,
+    ground_clearance: float = 0.2,
+) -> LidarFrame:
+    pts = points_lidar.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
+    ground = fit_ground(pts)
+    if ground is not None:
+        pts = pts[ground.height(pts) > ground_clearance]
+    return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground)
+
+
+def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
+    (cx, cy), (w_rect, h_rect), angle = cv2.minAreaRect(points[:, :2].astype(np.float32))
+    yaw = np.radians(angle)
+    length, width = w_rect, h_rect
+    if width > length:  # length along the longer side
+        length, width = width, length
+        yaw += np.pi / 2
+    prior_l, prior_w, _ = prior
+    centre = np.array([cx, cy])
+    axis_l = np.array([np.cos(yaw), np.sin(yaw)])
+    axis_w = np.array([-np.sin(yaw), np.cos(yaw)])
+    # Extend short sides to the prior, away from the sensor (the unseen far side).
+    for axis, have, want in ((axis_l, length, prior_l), (axis_w, width, prior_w)):
+        if have < want:
+            away = np.sign(axis @ centre) or 1.0
+            centre = centre + axis * away * (want - have) / 2
+    length, width = max(length, prior_l), max(width, prior_w)
+    yaw = float(np.arctan2(np.sin(yaw), np.cos(yaw)))
+    return centre, np.array([length, width]), yaw
+
+
+def object_from_lidar(
+    box: np.ndarray,
+    cls: str,
+    frame: LidarFrame,
+    mask_ok: np.ndarray | None = None,
+    eps: float = 0.6,
+    min_points: int = 3,
+) -> Object3D | None:
+    """The object inside ``box`` from the frame's projected lidar; None if no cluster."""
+    proj = frame.projection
+    x1, y1, x2, y2 = box
+    inside = (
+        (proj.uv[:, 0] >= x1) & (proj.uv[:, 0] < x2) & (proj.uv[:, 1] >= y1) & (proj.uv[:, 1] < y2)
+    )
+    idx = proj.index[inside]
+    depths = proj.depth[inside]
+    if idx.size < min_points:
+        return None
+    pts = frame.points_base[idx]
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    labels = np.asarray(cloud.cluster_dbscan(eps=eps, min_points=min_points))
+    if labels.max(initial=-1) < 0:
+        return None
+    ok = mask_ok[inside] if mask_ok is not None else np.ones(idx.size, dtype=bool)
+    best, best_key = -1, None
+    for label in range(labels.max() + 1):
+        members = labels == label
+        rng = float(np.median(np.hypot(pts[members, 0], pts[members, 1])))
+        key = (int((members & ok).sum()), int(members.sum()), -rng)
+        if best_key is None or key > best_key:
+            best, best_key = label, key
+    cluster = pts[labels == best]
+    prior = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)
+    centre_xy, size_lw, yaw = _footprint(cluster, prior)
+    z_top = float(cluster[:, 2].max())
+    z_bottom = float(cluster[:, 2].min())
+    if frame.ground is not None:  # objects stand on the ground
+        z_bottom = min(
+            z_bottom,
+            float(-(frame.ground.d + frame.ground.normal[:2] @ centre_xy) / frame.ground.normal[2]),
+        )
+    height = max(z_top - z_bottom, 0.3)
+    centre = np.array([centre_xy[0], centre_xy[1], (z_top + z_bottom) / 2])
+    return Object3D(
+        centre,
+        np.array([size_lw[0], size_lw[1], height]),
+        yaw,
+        "lidar",
+        int(cluster.shape[0]),
+        depths,
+    )
+
+
+def object_from_camera(
+    box: np.ndarray,
+    cls: str,
+    camera: CameraModel,
+    T_base_cam: np.ndarray,
+    ground: GroundModel | None = None,
+) -> Object3D | None:
+    """Camera-only estimate: the box's bottom centre cast onto the ground plane."""
+    u, v = (box[0] + box[2]) / 2, box[3]
+    und = cv2.undistortPoints(
+        np.array([[[u, v]]], np.float64),
+        camera.K,
+        camera.D if camera.distortion_model != "equidistant" else None,
+    )
+    ray_cam = np.array([und[0, 0, 0], und[0, 0, 1], 1.0])
+    ray = T_base_cam[:3, :3] @ ray_cam
+    origin = T_base_cam[:3, 3]
+    normal, d = (ground.normal, ground.d) if ground is not None else (np.array([0, 0, 1.0]), 0.0)
+    denom = float(normal @ ray)
+    if denom >= -1e-6:  # the ray does not go down to the ground
+        return None
+    t = -(normal @ origin + d) / denom
+    if t <= 0 or t > 150:
+        return None
+    contact = origin + t * ray
+    prior = np.array(CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR))
+    bearing = np.arctan2(contact[1], contact[0])
+    # The contact point is on the near face: the centre lies half a length further away.
+    centre = contact + np.array([np.cos(bearing), np.sin(bearing), 0.0]) * prior[0] / 2
+    centre[2] = contact[2] + prior[2] / 2
+    return Object3D(centre, prior, float(bearing), "camera_only", 0, np.zeros(0))

@@ -1,0 +1,217 @@
+"""Multi-object tracking in a fixed frame (odom when tf has it, else base_link).
+
+One constant-velocity Kalman filter per track (state x, y, vx, vy; position measured
+by 3D fusion, and radial velocity when radar saw the object: a linear measurement
+``u . v`` along the line of sight). Detections are associated per class group with the
+Hungarian method (scipy's linear_sum_assignment) on Mahalanobis-gated distance. Tracks
+are born tentative, confirmed after ``confirm_hits`` hits, and deleted after
+``max_missed_s`` seconds unseen; ids are stable integers, never reused. Time is the
+frame's header stamp; a step backwards resets the tracker.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+# Classes that may be confused with each other still associate (a truck called a bus).
+CLASS_GROUPS = {
+    "car": "vehicle",
+    "truck": "vehicle",
+    "bus": "vehicle",
+    "train": "vehicle",
+    "person": "person",
+    "bicycle": "cycle",
+    "motorcycle": "cycle",
+    "cyclist": "cycle",
+}
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    confirm_hits: int = 3
+    max_missed_s: float = 1.0
+    gate_chi2: float = 13.8  # 99.9 % for 2 degrees of freedom
+    max_distance_m: float = 4.0
+    accel_noise: float = 3.0  # m/s^2, process noise of the constant-velocity model
+    position_noise: float = 0.3  # m, lidar-fused measurement
+    camera_only_noise: float = 2.0  # m, ground-plane estimates
+    radial_velocity_noise: float = 0.3  # m/s
+
+
+@dataclass
+class Measurement:
+    xy: np.ndarray  # (2,) in the tracking frame
+    cls: str
+    score: float
+    source: str = "lidar"
+    radial_velocity: float = float("nan")  # over ground, m/s
+    los: np.ndarray | None = None  # (2,) unit line of sight in the tracking frame
+    payload: object = None  # what the caller wants back with the track
+
+
+@dataclass
+class Track:
+    track_id: int
+    cls: str
+    x: np.ndarray  # (4,) x, y, vx, vy
+    P: np.ndarray  # (4, 4)
+    last_stamp: int
+    born_stamp: int
+    hits: int = 1
+    missed: int = 0
+    confirmed: bool = False
+    score: float = 0.0
+    existence: float = 0.5
+    payload: object = None
+    velocity_observed: bool = False
+
+    @property
+    def position(self) -> np.ndarray:
+        return self.x[:2]
+
+    @property
+    def velocity(self) -> np.ndarray:
+        return self.x[2:]
+
+    def age_s(self, stamp: int) -> float:
+        return (stamp - self.born_stamp) / 1e9
+
+
+@dataclass
+class Tracker:
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    tracks: list[Track] = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _stamp: int | None = None
+    resets: int = 0
+    # After each step: the track of each measurement, in the order given.
+    assignment: list[Track] = field(default_factory=list)
+
+    def _predict(self, track: Track, dt: float) -> None:
+        F = np.eye(4)
+        F[0, 2] = F[1, 3] = dt
+        q = self.config.accel_noise**2
+        G = np.array([[dt**2 / 2, 0], [0, dt**2 / 2], [dt, 0], [0, dt]])
+        track.x = F @ track.x
+        track.P = F @ track.P @ F.T + G @ G.T * q
+
+    def _update(self, track: Track, m: Measurement) -> None:
+        noise = (
+            self.config.camera_only_noise
+            if m.source == "camera_only"
+            else (self.config.position_noise)
+        )
+        H = np.zeros((2, 4))
+        H[0, 0] = H[1, 1] = 1.0
+        z, R = m.xy, np.eye(2) * noise**2
+        if np.isfinite(m.radial_velocity) and m.los is not None:
+            H = np.vstack([H, [0.0, 0.0, m.los[0], m.los[1]]])
+            z = np.append(z, m.radial_velocity)
+            R = np.diag([noise**2, noise**2, self.config.radial_velocity_noise**2])
+            track.velocity_observed = True
+        y = z - H @ track.x
+        S = H @ track.P @ H.T + R
+        K = track.P @ H.T @ np.linalg.inv(S)
+        track.x = track.x + K @ y
+        track.P = (np.eye(4) - K @ H) @ track.P
+
+    def _new_track(self, m: Measurement, stamp: int) -> Track:
+        noise = (
+            self.config.camera_only_noise
+            if m.source == "camera_only"
+            else (self.config.position_noise)
+        )
+        P = np.diag([noise**2, noise**2, 10.0**2, 10.0**2])
+        track = Track(
+            next(self._ids),
+            m.cls,
+            np.array([m.xy[0], m.xy[1], 0.0, 0.0]),
+            P,
+            stamp,
+            stamp,
+            score=m.score,
+            payload=m.payload,
+        )
+        if np.isfinite(m.radial_velocity) and m.los is not None:
+            # Seed the velocity along the line of sight from the radar.
+            track.x[2:] = m.los * m.radial_velocity
+            track.P[2:, 2:] = np.diag([4.0**2, 4.0**2])
+            track.velocity_observed = True
+        if self.config.confirm_hits <= 1:
+            track.confirmed = True
+        return track
+
+    def step(self, stamp: int, measurements: list[Measurement]) -> list[Track]:
+        """Advance to ``stamp`` and fold in its measurements; returns the confirmed tracks
+        seen in this frame (and coasting ones are kept internally)."""
+        if self._stamp is not None and stamp < self._stamp:
+            self.tracks.clear()
+            self.resets += 1
+        dt = 0.0 if self._stamp is None else (stamp - self._stamp) / 1e9
+        self._stamp = stamp
+        for t in self.tracks:
+            self._predict(t, dt)
+        matched_tracks: set[int] = set()
+        matched_meas: set[int] = set()
+        owner: dict[int, Track] = {}
+        groups = {CLASS_GROUPS.get(m.cls, m.cls) for m in measurements} | {
+            CLASS_GROUPS.get(t.cls, t.cls) for t in self.tracks
+        }
+        for group in sorted(groups):
+            ti = [i for i, t in enumerate(self.tracks) if CLASS_GROUPS.get(t.cls, t.cls) == group]
+            mi = [j for j, m in enumerate(measurements) if CLASS_GROUPS.get(m.cls, m.cls) == group]
+            if not ti or not mi:
+                continue
+            cost = np.full((len(ti), len(mi)), 1e6)
+            for a, i in enumerate(ti):
+                t = self.tracks[i]
+                S = t.P[:2, :2] + np.eye(2) * self.config.position_noise**2
+                S_inv = np.linalg.inv(S)
+                for b, j in enumerate(mi):
+                    d = measurements[j].xy - t.position
+                    maha = float(d @ S_inv @ d)
+                    euclid = float(np.hypot(*d))
+                    slack = 4.0 if measurements[j].source == "camera_only" else 0.0
+                    gated = maha <= self.config.gate_chi2 or euclid <= 1.0
+                    if gated and euclid <= self.config.max_distance_m + slack:
+                        cost[a, b] = maha
+            rows, cols = linear_sum_assignment(cost)
+            for r, c in zip(rows, cols, strict=True):
+                if cost[r, c] >= 1e6:
+                    continue
+                track, m = self.tracks[ti[r]], measurements[mi[c]]
+                self._update(track, m)
+                track.hits += 1
+                track.missed = 0
+                track.last_stamp = stamp
+                track.score = 0.7 * track.score + 0.3 * m.score
+                track.payload = m.payload
+                track.existence = min(1.0, track.existence + 0.2)
+                if m.cls != track.cls and m.score > 0.6:
+                    track.cls = m.cls
+                if track.hits >= self.config.confirm_hits:
+                    track.confirmed = True
+                matched_tracks.add(ti[r])
+                matched_meas.add(mi[c])
+                owner[mi[c]] = track
+        survivors = []
+        for i, t in enumerate(self.tracks):
+            if i not in matched_tracks:
+                t.missed += 1
+                t.existence = max(0.0, t.existence - 0.25)
+                t.payload = None
+            if (stamp - t.last_stamp) / 1e9 <= self.config.max_missed_s and (
+                t.confirmed or i in matched_tracks
+            ):
+                survivors.append(t)
+        for j, m in enumerate(measurements):
+            if j not in matched_meas:
+                owner[j] = self._new_track(m, stamp)
+                survivors.append(owner[j])
+        self.tracks = survivors
+        self.assignment = [owner[j] for j in range(len(measurements))]
+        return [t for t in self.tracks if t.confirmed and t.last_stamp == stamp]
