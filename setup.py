@@ -60,5 +60,10 @@ setup(
         "test": ["pytest>=7", "ruff"],
     },
     zip_safe=False,
-    entry_points={"console_scripts": ["mmp = multimodal_perception.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "mmp = multimodal_perception.cli:main",
+            "multimodal_perception_node = multimodal_perception.ros_pkg.node:main",
+        ]
+    },
 )

@@ -151,16 +151,33 @@ def object_from_lidar(
     if labels.max(initial=-1) < 0:
         return None
     ok = mask_ok[inside] if mask_ok is not None else np.ones(idx.size, dtype=bool)
-    best, best_key = -1, None
-    for label in range(labels.max() + 1):
+    # The object's cluster: the nearest dense one (an object occludes what is behind it)
+    # among those mostly on mask-compatible pixels when a mask is given. Dense: at least
+    # 30 % of the largest cluster, so stray points in front do not win.
+    sizes = np.bincount(labels[labels >= 0])
+    candidates = []
+    for label in np.flatnonzero(sizes >= max(min_points, 0.3 * sizes.max())):
         members = labels == label
+        consistent = (members & ok).sum() >= 0.5 * members.sum()
         rng = float(np.median(np.hypot(pts[members, 0], pts[members, 1])))
-        key = (int((members & ok).sum()), int(members.sum()), -rng)
-        if best_key is None or key > best_key:
-            best, best_key = label, key
+        candidates.append((not consistent, rng, int(label)))
+    best = min(candidates)[2]
     cluster = pts[labels == best]
     prior = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)
-    centre_xy, size_lw, yaw = _footprint(cluster, prior)
+    if prior[0] <= 2.0:
+        # People and bikes: a rectangle fit to a few points flips orientation from frame
+        # to frame; the centroid, pushed a little away from the sensor (the far side is
+        # unseen), is steadier. Heading comes from tracking, not from the footprint.
+        centroid = cluster[:, :2].mean(axis=0)
+        bearing = np.arctan2(centroid[1], centroid[0])
+        away = np.array([np.cos(bearing), np.sin(bearing)])
+        centre_xy, size_lw, yaw = (
+            centroid + away * prior[1] / 4,
+            np.array(prior[:2]),
+            float(bearing),
+        )
+    else:
+        centre_xy, size_lw, yaw = _footprint(cluster, prior)
     z_top = float(cluster[:, 2].max())
     z_bottom = float(cluster[:, 2].min())
     if frame.ground is not None:  # objects stand on the ground

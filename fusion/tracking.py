@@ -17,17 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-# Classes that may be confused with each other still associate (a truck called a bus).
+# Classes that may be confused with each other still associate: a truck called a bus, a
+# rider called a person or a cyclist.
 CLASS_GROUPS = {
-    "car": "vehicle",
-    "truck": "vehicle",
-    "bus": "vehicle",
-    "train": "vehicle",
-    "person": "person",
-    "bicycle": "cycle",
-    "motorcycle": "cycle",
-    "cyclist": "cycle",
-}
+    "car": "vehicle", "truck": "vehicle", "bus": "vehicle", "train": "vehicle",
+    "person": "vru", "bicycle": "vru", "motorcycle": "vru", "cyclist": "vru",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import yaml
@@ -105,6 +106,15 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, f: float) -> np.ndarray:
         return q / np.linalg.norm(q)
     theta = np.arccos(dot)
     return (np.sin((1 - f) * theta) * q0 + np.sin(f * theta) * q1) / np.sin(theta)
+
+
+class TransformSource(Protocol):
+    """What the pipeline needs of tf: our :class:`TransformBuffer`, or the rclpy node's
+    adapter over tf2_ros (``ros_pkg/tf2_adapter.py``)."""
+
+    def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> np.ndarray: ...
+
+    def clear(self) -> None: ...
 
 
 class TransformBuffer:

@@ -43,7 +43,7 @@ from .fusion.projection import project_points
 from .fusion.radar_assoc import associate, associate_in_image, ego_compensate
 from .fusion.sync import Outcome, SyncedFrame, Synchronizer
 from .fusion.tracking import Measurement, Tracker, TrackerConfig
-from .fusion.transforms import TransformBuffer, TransformError
+from .fusion.transforms import TransformBuffer, TransformError, TransformSource
 from .perception.detector import Detections, Detector, TilingConfig
 from .perception.models import default_model, load_model, model_directory
 from .perception.runtime import ModelLoadError, RuntimeOptions
@@ -114,7 +114,9 @@ class LidarData:
 
 
 class Pipeline:
-    def __init__(self, params: Parameters, factory: MessageFactory) -> None:
+    def __init__(
+        self, params: Parameters, factory: MessageFactory, transforms: TransformSource | None = None
+    ) -> None:
         self.params = params
         self.factory = factory
         if params["sync.anchor"] != "camera":
@@ -123,7 +125,8 @@ class Pipeline:
                 f"(got {params['sync.anchor']!r})"
             )
         self.sync = Synchronizer(sync_config(params))
-        self.tf = TransformBuffer()
+        # Replay feeds /tf into its own buffer; the rclpy node passes a tf2_ros adapter.
+        self.tf: TransformSource = transforms if transforms is not None else TransformBuffer()
         self.camera_model: CameraModel | None = None
         self.stats: dict[str, TopicStats] = defaultdict(TopicStats)
         self.timings: dict[str, list[float]] = defaultdict(list)
@@ -132,7 +135,6 @@ class Pipeline:
         self.frames = 0
         self._label_info_sent = False
         self._last_diag_ns: int | None = None
-        self._ego_history: list[tuple[int, np.ndarray]] = []
         self.keep_debug = False  # replay sets it to draw pictures of frames
         self.last_debug: dict[str, Any] | None = None
         self._tracking_frame = params["frames.base"]
@@ -209,6 +211,34 @@ class Pipeline:
             p["topics.tf_static"]: "tf_static",
         }
 
+    def count_dropped(self, topic: str, reason: str) -> None:
+        """A message dropped before the pipeline saw it (e.g. by the node's worker queue)."""
+        stats = self.stats[topic]
+        stats.received += 1
+        stats.outcomes[reason] += 1
+
+    def update_parameters(self, updates: dict[str, Any]) -> None:
+        """Run-time changes: thresholds, description, outputs, tracking."""
+        self.params = self.params.with_overrides(updates)
+        p = self.params
+        thresholds = {
+            k.rsplit(".", 1)[1]: v for k, v in p.values.items() if k.startswith("filter.threshold.")
+        }
+        old = self.filter.config
+        self.filter.config = FilterConfig(
+            label_space=old.label_space,
+            default_threshold=p["filter.default_threshold"],
+            thresholds=thresholds,
+            enabled=bool(p["filter.enabled"]),
+        )
+        threshold = p["detector.score_threshold"]
+        if threshold >= 0:
+            self.detector.set_score_threshold(threshold)
+        self.tracker.config = TrackerConfig(
+            confirm_hits=int(p["tracking.confirm_hits"]),
+            max_missed_s=float(p["tracking.max_missed_s"]),
+        )
+
     def inputs(self) -> dict[str, str]:
         """Input topic -> role."""
         return dict(self._topic_role)
@@ -225,9 +255,6 @@ class Pipeline:
             if role in ("tf", "tf_static"):
                 for t in tf_message_to_transforms(msg):
                     self.tf.set_transform(t, static=role == "tf_static")
-                    if role == "tf" and t.child == self.params["frames.base"]:
-                        self._ego_history.append((t.stamp_ns, t.matrix()))
-                        del self._ego_history[:-8]
                 stats.outcomes["used"] += 1
                 return []
             if role == "camera_info":
@@ -265,7 +292,6 @@ class Pipeline:
         log.warning("header time went backwards: synchroniser, tracker and tf history reset")
         self.tf.clear()
         self.tracker = Tracker(self.tracker.config)
-        self._ego_history.clear()
 
     def _decode(self, role: str, msg: Any) -> Any:
         msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
@@ -343,6 +369,7 @@ class Pipeline:
         t0 = self._timed("filter", t0)
         kept = [i for i, d in enumerate(decisions) if d.keep]
         objects = self._objects(detections, kept, lidar_frame, model, T_base_cam, segmentation)
+        kept = self._deduplicate(detections, kept, objects)
         radar_assoc = self._associate(detections, kept, objects, radar, T_cam_base, model)
         t0 = self._timed("fusion3d", t0)
         tracked = self._track(stamp, detections, kept, objects, radar_assoc, degraded)
@@ -431,17 +458,22 @@ class Pipeline:
                 degraded.append("lidar_not_motion_compensated")
         return prepare_lidar(xyz, T_base_lidar, T_cam_base, model)
 
-    def _ego_velocity(self) -> tuple[np.ndarray, float] | None:
-        if len(self._ego_history) < 2:
+    def _ego_velocity(
+        self, stamp: int, dt_ns: int = 100_000_000
+    ) -> tuple[np.ndarray, float] | None:
+        """Ego velocity (base axes) and yaw rate from odometry in tf, by finite difference
+        over the ``dt_ns`` before ``stamp``; None without odometry."""
+        base, fixed = self.params["frames.base"], self.params["frames.fixed"]
+        try:
+            b = self.tf.lookup(fixed, base, stamp)
+            a = self.tf.lookup(fixed, base, stamp - dt_ns)
+        except TransformError:
             return None
-        (t0, a), (t1, b) = self._ego_history[-2], self._ego_history[-1]
-        dt = (t1 - t0) / NS
-        if dt <= 0:
-            return None
+        dt = dt_ns / NS
         v_world = (b[:3, 3] - a[:3, 3]) / dt
-        yaw_rate = (math.atan2(b[1, 0], b[0, 0]) - math.atan2(a[1, 0], a[0, 0])) / dt
-        yaw_rate = (yaw_rate + math.pi / dt) % (2 * math.pi / dt) - math.pi / dt
-        return b[:3, :3].T @ v_world, yaw_rate  # velocity in base axes
+        dyaw = math.atan2(b[1, 0], b[0, 0]) - math.atan2(a[1, 0], a[0, 0])
+        dyaw = (dyaw + math.pi) % (2 * math.pi) - math.pi
+        return b[:3, :3].T @ v_world, dyaw / dt
 
     def _radar(self, frame: SyncedFrame, degraded: list[str]) -> dict[str, np.ndarray] | None:
         partner = frame.partners.get("radar")
@@ -469,7 +501,7 @@ class Pipeline:
         sensor_xy = T[:2, 3]
         velocity = points.radial_velocity.astype(np.float64)
         if not points.over_ground:
-            ego = self._ego_velocity()
+            ego = self._ego_velocity(frame.stamp_ns)
             if ego is not None:
                 velocity = ego_compensate(velocity, xyz_base, sensor_xy, ego[0][:2], ego[1])
             else:
@@ -540,6 +572,38 @@ class Pipeline:
             if obj is not None:
                 objects[i] = obj
         return objects
+
+    def _deduplicate(
+        self, det: Detections, kept: list[int], objects: dict[int, Object3D]
+    ) -> list[int]:
+        """Two kept boxes of one class group that mostly overlap (70 % of the smaller box)
+        or whose 3D centres lie within 1 m are one object seen twice (a rider called both
+        person and cyclist, or a box from a tile and one from the full frame): keep the
+        higher score."""
+        from .fusion.tracking import CLASS_GROUPS
+
+        order = sorted(kept, key=lambda i: -float(det.scores[i]))
+        chosen: list[int] = []
+        for i in order:
+            obj = objects.get(i)
+            group = CLASS_GROUPS.get(det.class_names[det.class_ids[i]])
+            duplicate = any(
+                CLASS_GROUPS.get(det.class_names[det.class_ids[j]]) == group
+                and (
+                    _overlap(det.boxes[i], det.boxes[j]) > 0.7
+                    or (
+                        obj is not None
+                        and j in objects
+                        and np.hypot(*(objects[j].center[:2] - obj.center[:2])) < 1.0
+                    )
+                )
+                for j in chosen
+            )
+            if duplicate:
+                self.filter_counts["duplicate_3d"] += 1
+            else:
+                chosen.append(i)
+        return sorted(chosen)
 
     def _associate(self, det, kept, objects, radar, T_cam_base, model) -> dict[int, Any]:
         if radar is None or not objects:
@@ -623,7 +687,7 @@ class Pipeline:
         degraded,
     ) -> dict[str, Any]:
         base = self.params["frames.base"]
-        ego = self._ego_velocity()
+        ego = self._ego_velocity(frame.stamp_ns)
         R_base_fixed = self._T_fixed_base[:3, :3].T
         objs = []
         for i in kept:
@@ -901,6 +965,16 @@ class Pipeline:
             )
         )
         return statuses
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller box's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(w * h / max(smaller, 1e-9))
 
 
 def _num(value: float) -> float | None:

@@ -86,6 +86,9 @@ class Detector:
     def class_names(self) -> tuple[str, ...]:
         return self.manifest.classes
 
+    def set_score_threshold(self, threshold: float) -> None:
+        self._params["score_threshold"] = float(threshold)
+
     def _infer(
         self, crops: list[np.ndarray], times: StageTimes
     ) -> list[tuple[RawDetections, Resize]]:
