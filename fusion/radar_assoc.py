@@ -1,10 +1,11 @@
 """Radar returns to objects: BEV gating around 3D boxes, image gating for camera-only ones.
 
 A return is associated with the object whose bird's-eye box, grown by a gate (0.5 m plus
-3 % of range, for the radar's angular spread), contains it; overlapping gates go to the
-nearest box centre. Camera-only objects gate in the image instead (the return projected
-into the 2D box). Each object gets the median ego-motion-compensated radial velocity of
-its returns and the velocity along the line of sight that it implies.
+3 % of range, for the radar's angular spread), contains it; where gates overlap, the box
+the return is nearest to (inside beats near), then the nearer centre. Camera-only
+objects gate in the image instead (the return projected into the 2D box). Each object
+gets the median ego-motion-compensated radial velocity of its returns and the velocity
+along the line of sight that it implies.
 """
 
 from __future__ import annotations
@@ -27,21 +28,15 @@ class RadarObjectEvidence:
         return int(self.returns.size)
 
 
-def _in_boxes(
-    points_xy: np.ndarray,
-    centres: np.ndarray,
-    sizes: np.ndarray,
-    yaws: np.ndarray,
-    gate: np.ndarray,
+def _box_distance(
+    points_xy: np.ndarray, centres: np.ndarray, sizes: np.ndarray, yaws: np.ndarray
 ) -> np.ndarray:
-    """(N, M) mask: point n inside box m grown by gate[n]."""
+    """(N, M) distance in metres from point n to the footprint of box m (0 inside)."""
     d = points_xy[:, None, :] - centres[None, :, :2]
     c, s = np.cos(yaws)[None, :], np.sin(yaws)[None, :]
-    lx = c * d[..., 0] + s * d[..., 1]
-    ly = -s * d[..., 0] + c * d[..., 1]
-    half_l = sizes[None, :, 0] / 2 + gate[:, None]
-    half_w = sizes[None, :, 1] / 2 + gate[:, None]
-    return (np.abs(lx) <= half_l) & (np.abs(ly) <= half_w)
+    lx = np.abs(c * d[..., 0] + s * d[..., 1]) - sizes[None, :, 0] / 2
+    ly = np.abs(-s * d[..., 0] + c * d[..., 1]) - sizes[None, :, 1] / 2
+    return np.hypot(np.clip(lx, 0, None), np.clip(ly, 0, None))
 
 
 def associate(
@@ -61,11 +56,13 @@ def associate(
     owner = np.full(len(radar_base), -1)
     if len(radar_base):
         rng = np.hypot(radar_base[:, 0], radar_base[:, 1])
-        inside = _in_boxes(radar_base[:, :2], centres, sizes, yaws, gate_m + gate_per_m * rng)
-        dist = np.linalg.norm(radar_base[:, None, :2] - centres[None, :, :2], axis=2)
-        dist = np.where(inside, dist, np.inf)
-        has = np.isfinite(dist).any(axis=1)
-        owner[has] = dist[has].argmin(axis=1)
+        gap = _box_distance(radar_base[:, :2], centres, sizes, yaws)
+        # Inside a box beats near one; among boxes at the same gap, the nearer centre.
+        centre_dist = np.linalg.norm(radar_base[:, None, :2] - centres[None, :, :2], axis=2)
+        gate = (gate_m + gate_per_m * rng)[:, None]
+        score = np.where(gap <= gate, gap * 100 + centre_dist, np.inf)
+        has = np.isfinite(score).any(axis=1)
+        owner[has] = score[has].argmin(axis=1)
     return [
         _evidence(np.flatnonzero(owner == m), radar_base, radial_velocity, centres[m], sensor_xy)
         for m in range(n_obj)

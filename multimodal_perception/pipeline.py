@@ -563,7 +563,11 @@ class Pipeline:
             obj = None
             if lidar is not None:
                 obj = object_from_lidar(
-                    det.boxes[i], cls, lidar, eps=float(self.params["fusion.dbscan_eps"])
+                    det.boxes[i],
+                    cls,
+                    lidar,
+                    self._mask_ok(lidar, seg, int(det.class_ids[i])),
+                    eps=float(self.params["fusion.dbscan_eps"]),
                 )
             if obj is None and model is not None and T_base_cam is not None:
                 obj = object_from_camera(
@@ -572,6 +576,19 @@ class Pipeline:
             if obj is not None:
                 objects[i] = obj
         return objects
+
+    def _mask_ok(
+        self, lidar: LidarFrame, seg: Segmentation | None, class_id: int
+    ) -> np.ndarray | None:
+        """Per projected lidar point: does the segmentation there agree with the class?"""
+        lut = self.filter.luts[class_id] if seg is not None else None
+        if lut is None:
+            return None
+        uv = lidar.projection.uv
+        h, w = seg.labels.shape
+        u = np.clip(uv[:, 0].astype(int), 0, w - 1)
+        v = np.clip(uv[:, 1].astype(int), 0, h - 1)
+        return lut[seg.labels[v, u]] > 0
 
     def _deduplicate(
         self, det: Detections, kept: list[int], objects: dict[int, Object3D]

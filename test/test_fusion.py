@@ -1,0 +1,333 @@
+"""Consistency filter, 3D fusion, radar association and tracking on real and synthetic data."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import CACHE, DATA, MODELS, need_data
+from multimodal_perception.bagbuild import build_real_bag
+from multimodal_perception.datasets.kitti import (
+    object_calib,
+    points_in_box,
+    read_labels,
+    read_velodyne_bin,
+)
+from multimodal_perception.datasets.vod import vod_frames
+from multimodal_perception.evaluation import (
+    DATASET_TO_COCO,
+    evaluate_output_bag,
+    evaluate_tracking,
+)
+from multimodal_perception.fusion.consistency import ConsistencyFilter, FilterConfig
+from multimodal_perception.fusion.fusion3d import object_from_lidar, prepare_lidar
+from multimodal_perception.fusion.radar_assoc import associate
+from multimodal_perception.fusion.tracking import Measurement, Tracker
+from multimodal_perception.perception.models import load_model
+from multimodal_perception.perception.segmenter import Segmenter
+from multimodal_perception.replay import replay
+from multimodal_perception.ros_pkg.camera_info import CameraModel
+from multimodal_perception.sim.bag import SyntheticConfig, write_synthetic_bag
+
+
+def test_filter_scores_compatible_pixels_at_any_mask_resolution():
+    classes = ("person", "car", "kite")
+    seg_classes = ("road", "person", "rider", "car")
+    filt = ConsistencyFilter(classes, seg_classes, FilterConfig(default_threshold=0.3))
+    mask = np.zeros((100, 300), np.uint8)
+    mask[20:90, 40:60] = 1  # a person
+    mask[50:90, 200:280] = 3  # a car
+    boxes = np.array([[40, 20, 60, 90], [200, 50, 280, 90], [40, 20, 60, 90], [100, 0, 150, 40],
+                      [40, 30, 52, 46]])  # fmt: skip
+    ids = np.array([0, 1, 1, 2, 1])
+    for scale in (1, 2, 0.5):  # the same boxes judged on masks at other resolutions
+        m = cv2.resize(mask, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        scores = filt.semantic_scores(boxes, ids, m, (300, 100))
+        np.testing.assert_allclose(scores[:3], [1.0, 1.0, 0.0], atol=0.06)
+        assert np.isnan(scores[3])  # a kite cannot be judged by this segmenter
+    lidar = np.array([0, 0, 0.9, 0, 0.9])
+    decisions = filt.decide(boxes, ids, mask, (300, 100), lidar=lidar)
+    # Box 2 calls a well-segmented person a car: lidar proves an object, not a car, and the
+    # segmentation is strong there (1400 mask pixels): dropped. Box 4 is small (192 mask
+    # pixels), where the segmentation is weak: the lidar cluster rescues it.
+    assert [d.reason for d in decisions] == [
+        "consistent",
+        "consistent",
+        "inconsistent",
+        "not_judged",
+        "rescued_by_lidar",
+    ]
+    decisions = filt.decide(boxes, ids, mask, (300, 100))
+    assert [d.keep for d in decisions] == [True, True, False, True, False]
+
+
+@pytest.fixture(scope="module")
+def real_replays():
+    need_data()
+    if not (MODELS / "yolox_nano_416").is_dir():
+        pytest.skip(f"real models absent ({MODELS})")
+    root = CACHE / "test_fusion"
+    shutil.rmtree(root, ignore_errors=True)
+    out = {}
+    for name in ("kitti_object", "vod"):
+        build_real_bag(name, DATA, root / "bags" / name)
+        out[name] = replay(
+            [root / "bags" / name],
+            root / name,
+            pictures=0,
+            progress=False,
+            overrides={"models.directory": str(MODELS), "detector.tiling": True},
+        )
+    return out
+
+
+@pytest.mark.real_data
+def test_filter_keeps_true_positives_and_drops_false_ones(real_replays):
+    fp_before = fp_after = 0
+    for name, result in real_replays.items():
+        scores = evaluate_output_bag(result.out_dir / "output.mcap")
+        print(scores.before.format(f"{name}: before the filter"))
+        print(scores.after.format(f"{name}: after the filter"))
+        for cls in scores.before.classes:
+            b, a = scores.before.scores[cls], scores.after.scores[cls]
+            assert a.tp == b.tp, f"{name}: the filter lost a true {cls}"
+            fp_before += b.fp
+            fp_after += a.fp
+    dropped = 1 - fp_after / fp_before
+    print(f"false positives {fp_before} -> {fp_after}: {dropped:.0%} dropped")
+    assert dropped >= 0.30
+
+
+@pytest.mark.real_data
+def test_lidar_3d_centres_of_labelled_objects():
+    need_data()
+    items = [(DATA / "kitti_object/training", f, "png") for f in ("000000", "000001", "000002")]
+    items += [
+        (DATA / "view_of_delft/lidar/training", f.frame_id, "jpg")
+        for f in vod_frames(DATA / "view_of_delft")
+    ]
+    errors = []
+    for root, frame, ext in items:
+        calib = object_calib(root / "calib" / f"{frame}.txt")
+        image = cv2.imread(str(root / "image_2" / f"{frame}.{ext}"))
+        cam = CameraModel(
+            image.shape[1],
+            image.shape[0],
+            calib.K,
+            np.zeros(5),
+            np.eye(3),
+            np.hstack([calib.K, np.zeros((3, 1))]),
+            "plumb_bob",
+        )
+        pts = read_velodyne_bin(root / "velodyne" / f"{frame}.bin")[:, :3]
+        lidar = prepare_lidar(pts, np.eye(4), calib.T_cam_lidar, cam)
+        for lab in read_labels(root / "label_2" / f"{frame}.txt", calib.T_cam_lidar):
+            cls = DATASET_TO_COCO.get(lab.cls)
+            if not cls or not lab.has_3d:
+                continue
+            n = int(points_in_box(pts, lab.center_lidar, lab.size_lwh, lab.yaw_lidar).sum())
+            if n < 20:
+                continue
+            obj = object_from_lidar(lab.box2d, cls, lidar)
+            err = float(np.hypot(*(obj.center[:2] - lab.center_lidar[:2]))) if obj else np.inf
+            errors.append(err)
+            print(
+                f"{frame} {lab.cls:14} {n:5d} points, range "
+                f"{np.hypot(*lab.center_lidar[:2]):5.1f} m: centre error {err:.2f} m"
+            )
+    print(f"median centre error {np.median(errors):.2f} m over {len(errors)} objects")
+    assert len(errors) >= 25 and np.median(errors) <= 0.5
+
+
+@pytest.mark.real_data
+def test_vod_radar_returns_go_to_the_object_there():
+    """Objects fused as the pipeline does (lidar cluster on segmentation-compatible pixels,
+    from the labelled 2D boxes); then radar returns inside labelled 3D boxes must go to
+    the object fused there."""
+    need_data()
+    if not (MODELS / "deeplab_mnedgetpu_cityscapes").is_dir():
+        pytest.skip(f"real models absent ({MODELS})")
+    seg = Segmenter(*load_model("deeplab_mnedgetpu_cityscapes", MODELS))
+    total = assigned = 0
+    for vf in vod_frames(DATA / "view_of_delft"):
+        calib = vf.camera_calib()
+        image = cv2.imread(str(vf.image_path))
+        cam = CameraModel(
+            image.shape[1],
+            image.shape[0],
+            calib.K,
+            np.zeros(5),
+            np.eye(3),
+            np.hstack([calib.K, np.zeros((3, 1))]),
+            "plumb_bob",
+        )
+        lidar = prepare_lidar(vf.lidar()[:, :3], np.eye(4), calib.T_cam_lidar, cam)
+        labels_img = seg.segment(image).labels
+        names = tuple(DATASET_TO_COCO.values())
+        filt = ConsistencyFilter(names, seg.class_names)
+        u = np.clip(lidar.projection.uv[:, 0].astype(int), 0, image.shape[1] - 1)
+        v = np.clip(lidar.projection.uv[:, 1].astype(int), 0, image.shape[0] - 1)
+        radar = vf.radar()
+        T = vf.T_lidar_radar()
+        radar_lidar = radar[:, :3] @ T[:3, :3].T + T[:3, 3]
+        labels, objects = [], []
+        for lab in read_labels(vf.label_path, calib.T_cam_lidar):
+            cls = DATASET_TO_COCO.get(lab.cls)
+            if not cls or not lab.has_3d:
+                continue
+            lut = filt.luts[names.index(cls)]
+            mask_ok = None if lut is None else lut[labels_img[v, u]] > 0
+            obj = object_from_lidar(lab.box2d, cls, lidar, mask_ok)
+            if obj is not None:
+                labels.append(lab)
+                objects.append(obj)
+        # As the pipeline does, objects fused within 1 m of each other are one (VoD labels a
+        # cyclist, its rider and its bicycle as separate overlapping boxes).
+        canonical = list(range(len(objects)))
+        for k in range(len(objects)):
+            for j in range(k):
+                near = np.hypot(*(objects[k].center[:2] - objects[j].center[:2])) < 1.0
+                if canonical[j] == j and near:
+                    canonical[k] = j
+                    break
+        keep = [k for k in range(len(objects)) if canonical[k] == k]
+        merged = associate(
+            radar_lidar,
+            radar[:, 5],
+            np.array([objects[k].center for k in keep]),
+            np.array([objects[k].size for k in keep]),
+            np.array([objects[k].yaw for k in keep]),
+            T[:2, 3],
+        )
+        evidence = [merged[keep.index(canonical[k])] for k in range(len(objects))]
+        # VoD labels a rider and its bicycle as two overlapping boxes: a return inside
+        # both may go to either object and is right either way.
+        inside = np.array(
+            [
+                points_in_box(radar_lidar, lab.center_lidar, lab.size_lwh, lab.yaw_lidar)
+                for lab in labels
+            ]
+        ).reshape(len(labels), -1)
+        owner = np.full(len(radar), -1)
+        for k, ev in enumerate(evidence):
+            owner[ev.returns] = canonical[k]
+        for r in np.flatnonzero(inside.any(axis=0)):
+            total += 1
+            there = {canonical[k] for k in np.flatnonzero(inside[:, r])}
+            assigned += int(owner[r] in there)
+    print(
+        f"VoD: {assigned} of {total} radar returns inside labelled boxes associated with "
+        f"the object fused there ({assigned / total:.1%})"
+    )
+    assert total >= 20 and assigned / total >= 0.9
+
+
+def test_tracker_keeps_ids_through_a_crossing_and_estimates_velocity():
+    tracker = Tracker()
+    ids_a, ids_b = set(), set()
+    for k in range(40):
+        t = k * 100_000_000
+        # Two pedestrians crossing each other's paths at 1.4 m/s, 1 m apart at closest.
+        a = np.array([10.0 + 0.14 * k - 2.8, -0.5])
+        b = np.array([10.0 - 0.14 * k + 2.8, 0.5])
+        tracker.step(t, [Measurement(a, "person", 0.9), Measurement(b, "person", 0.9)])
+        ta, tb = tracker.assignment
+        ids_a.add(ta.track_id)
+        ids_b.add(tb.track_id)
+    assert len(ids_a) == len(ids_b) == 1 and ids_a != ids_b
+    np.testing.assert_allclose(ta.velocity, [1.4, 0.0], atol=0.1)
+    np.testing.assert_allclose(tb.velocity, [-1.4, 0.0], atol=0.1)
+
+
+def test_radar_radial_velocity_speeds_up_velocity_convergence():
+    with_radar, without = Tracker(), Tracker()
+    for k in range(4):
+        t = k * 100_000_000
+        xy = np.array([20.0 - 1.0 * k, 0.0])  # approaching at 10 m/s
+        with_radar.step(
+            t, [Measurement(xy, "car", 0.9, radial_velocity=-10.0, los=np.array([1.0, 0.0]))]
+        )
+        without.step(t, [Measurement(xy, "car", 0.9)])
+    assert abs(with_radar.tracks[0].velocity[0] + 10.0) < abs(without.tracks[0].velocity[0] + 10)
+    assert abs(with_radar.tracks[0].velocity[0] + 10.0) < 0.5
+
+
+@pytest.fixture(scope="module")
+def synthetic_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic_tracking")
+    runs = {}
+    for scenario, seconds in (
+        ("urban_crossing", 10.0),
+        ("highway_following", 6.0),
+        ("indoor_aisle", 6.0),
+    ):
+        bag = root / f"{scenario}_bag"
+        write_synthetic_bag(bag, SyntheticConfig(scenario, seconds, seed=21))
+        runs[scenario] = replay([bag], root / scenario, pictures=0, progress=False)
+    return runs
+
+
+def test_tracking_on_synthetic_scenarios(synthetic_runs):
+    radar_errors = []
+    for scenario, result in synthetic_runs.items():
+        scores = evaluate_tracking(result.out_dir / "output.mcap")
+        print(scores.format(scenario))
+        radar_errors += scores.velocity_errors
+        assert scores.mota > 0.0, scenario
+    print(f"velocity error with radar, all scenarios: median {np.median(radar_errors):.2f} m/s")
+    assert np.median(radar_errors) <= 0.5
+
+
+def test_crossing_pedestrians_keep_their_ids(synthetic_runs):
+    scores = evaluate_tracking(
+        synthetic_runs["urban_crossing"].out_dir / "output.mcap", min_pixels=100
+    )
+    # urban_crossing: pedestrians 8 and 9 pass each other on the crossing around t = 9.7 s.
+    for gt_id in (8, 9):
+        ids = scores.ids_per_gt.get(gt_id, [])
+        print(f"pedestrian {gt_id}: track ids {ids}")
+        assert len(ids) == 1, f"pedestrian {gt_id} changed track id: {ids}"
+
+
+@pytest.mark.real_data
+def test_kitti_raw_lead_car_keeps_one_id():
+    need_data()
+    if not (MODELS / "yolox_nano_416").is_dir():
+        pytest.skip(f"real models absent ({MODELS})")
+    root = CACHE / "test_tracking_kitti_raw"
+    shutil.rmtree(root, ignore_errors=True)
+    build_real_bag("kitti_raw", DATA, root / "bag")
+    result = replay(
+        [root / "bag"],
+        root / "out",
+        pictures=0,
+        progress=False,
+        overrides={"models.directory": str(MODELS)},
+    )
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+
+    ids = []
+    for rec in iter_bag(result.out_dir / "output.mcap", ["/multimodal_perception/scene"]):
+        scene = json.loads(rec.msg.data)
+        lead = [
+            o
+            for o in scene["objects"]
+            if o["class"] in ("car", "truck")
+            and o["center"]
+            and abs(o["bearing_deg"]) < 10
+            and o["range_m"] < 15
+            and o["confirmed"]
+        ]
+        if lead:
+            ids.append(min(lead, key=lambda o: o["range_m"])["track_id"])
+    switches = sum(1 for a, b in itertools.pairwise(ids) if a != b)
+    print(
+        f"KITTI raw: lead car tracked in {len(ids)} of 40 frames, ids {sorted(set(ids))}, "
+        f"{switches} id switches"
+    )
+    assert len(ids) >= 25 and len(set(ids)) == 1 and switches == 0
