@@ -115,6 +115,11 @@ def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[n
         yaw += np.pi / 2
     prior_l, prior_w, _ = prior
     centre = np.array([cx, cy])
+    if length < 0.6 * prior_l and length < prior_w + 0.5:
+        # Only one end face is seen (a vehicle straight ahead or behind): its long side is
+        # the face's width, so the object's length runs perpendicular to it.
+        yaw += np.pi / 2
+        length, width = width, length
     axis_l = np.array([np.cos(yaw), np.sin(yaw)])
     axis_w = np.array([-np.sin(yaw), np.cos(yaw)])
     # Extend short sides to the prior, away from the sensor (the unseen far side).

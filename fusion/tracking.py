@@ -3,7 +3,7 @@
 One constant-velocity Kalman filter per track (state x, y, vx, vy; position measured
 by 3D fusion, and radial velocity when radar saw the object: a linear measurement
 ``u . v`` along the line of sight). Detections are associated per class group with the
-Hungarian method (scipy's linear_sum_assignment) on Mahalanobis-gated distance. Tracks
+Hungarian method (scipy's linear_sum_assignment) on Mahalanobis-gated distance in metres. Tracks
 are born tentative, confirmed after ``confirm_hits`` hits, and deleted after
 ``max_missed_s`` seconds unseen; ids are stable integers, never reused. Time is the
 frame's header stamp; a step backwards resets the tracker.
@@ -20,9 +20,15 @@ from scipy.optimize import linear_sum_assignment
 # Classes that may be confused with each other still associate: a truck called a bus, a
 # rider called a person or a cyclist.
 CLASS_GROUPS = {
-    "car": "vehicle", "truck": "vehicle", "bus": "vehicle", "train": "vehicle",
-    "person": "vru", "bicycle": "vru", "motorcycle": "vru", "cyclist": "vru",
-}  # fmt: skip
+    "car": "vehicle",
+    "truck": "vehicle",
+    "bus": "vehicle",
+    "train": "vehicle",
+    "person": "vru",
+    "bicycle": "vru",
+    "motorcycle": "vru",
+    "cyclist": "vru",
+}
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class TrackerConfig:
     position_noise: float = 0.3  # m, lidar-fused measurement
     camera_only_noise: float = 2.0  # m, ground-plane estimates
     radial_velocity_noise: float = 0.3  # m/s
+    merge_distance_m: float = 1.0
+    merge_speed_mps: float = 1.0
 
 
 @dataclass
@@ -140,6 +148,35 @@ class Tracker:
             track.confirmed = True
         return track
 
+    def _merge_duplicates(self, tracks: list[Track], owner: dict[int, Track]) -> list[Track]:
+        """Two tracks of one class group closer than ``merge_distance_m`` and moving alike
+        (within ``merge_speed_mps``) follow the same object (one was born from a detection
+        the association missed): the older one stays."""
+        keep: list[Track] = []
+        for t in sorted(tracks, key=lambda t: (t.born_stamp, t.track_id)):
+            group = CLASS_GROUPS.get(t.cls, t.cls)
+            twin = next(
+                (
+                    k
+                    for k in keep
+                    if CLASS_GROUPS.get(k.cls, k.cls) == group
+                    and np.hypot(*(k.position - t.position)) < self.config.merge_distance_m
+                    # objects crossing each other come close but move apart
+                    and np.hypot(*(k.velocity - t.velocity)) < self.config.merge_speed_mps
+                ),
+                None,
+            )
+            if twin is None:
+                keep.append(t)
+                continue
+            twin.hits += t.hits if t.last_stamp == self._stamp else 0
+            if t.last_stamp > twin.last_stamp:
+                twin.last_stamp, twin.payload = t.last_stamp, t.payload
+            for j, tr in owner.items():
+                if tr is t:
+                    owner[j] = twin
+        return keep
+
     def step(self, stamp: int, measurements: list[Measurement]) -> list[Track]:
         """Advance to ``stamp`` and fold in its measurements; returns the confirmed tracks
         seen in this frame (and coasting ones are kept internally)."""
@@ -173,7 +210,9 @@ class Tracker:
                     slack = 4.0 if measurements[j].source == "camera_only" else 0.0
                     gated = maha <= self.config.gate_chi2 or euclid <= 1.0
                     if gated and euclid <= self.config.max_distance_m + slack:
-                        cost[a, b] = maha
+                        # Gate with the Mahalanobis distance, but rank by metres: a track
+                        # that coasted (large covariance) must not win over a steady one.
+                        cost[a, b] = euclid
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols, strict=True):
                 if cost[r, c] >= 1e6:
@@ -207,6 +246,6 @@ class Tracker:
             if j not in matched_meas:
                 owner[j] = self._new_track(m, stamp)
                 survivors.append(owner[j])
-        self.tracks = survivors
+        self.tracks = self._merge_duplicates(survivors, owner)
         self.assignment = [owner[j] for j in range(len(measurements))]
         return [t for t in self.tracks if t.confirmed and t.last_stamp == stamp]

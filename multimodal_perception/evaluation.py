@@ -281,6 +281,7 @@ def evaluate_tracking(
     min_pixels: int = 200,
     gate_m: float = 2.0,
     gate_per_m: float = 0.06,
+    t_min: float = 0.0,
 ) -> TrackingScores:
     """CLEAR-MOT on a replay of a synthetic bag: confirmed tracks against the exact ground
     truth (/ground_truth/scene), matched by bird's-eye distance in base_link (gate: the
@@ -302,7 +303,7 @@ def evaluate_tracking(
     last_track: dict[int, int] = {}
     for stamp in sorted(out_by):
         gt_scene, out_scene = gt_by.get(stamp), out_by[stamp]
-        if gt_scene is None:
+        if gt_scene is None or gt_scene["t"] < t_min:
             continue
         scores.frames += 1
         gts = [o for o in gt_scene["objects"] if o["range_m"] <= max_range]
