@@ -27,20 +27,22 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 SAMPLE ?= bags/urban_crossing_5s
+MODEL_DIR ?= ../shared/models
 
-# The main job, on the project's own synthetic bag. Until the pipeline lands it reports
-# the bag (topics, types, counts, rates) and draws ground-truth pictures of the scenarios.
+# The main job: the pipeline over the shipped synthetic bag (project-trained models, or real
+# ones with MMP_MODEL_DIR set), writing output.mcap, report.json, report.md and pictures.
 demo: $(STAMP)
-	$(BIN)/mmp info $(SAMPLE)
-	$(BIN)/mmp preview --scenario urban_crossing --time 2.0 --out $(OUT)/urban_crossing_t2.png
-	$(BIN)/mmp preview --scenario highway_following --time 4.5 --out $(OUT)/highway_following.png
-	$(BIN)/mmp preview --scenario indoor_aisle --time 4.5 --out $(OUT)/indoor_aisle.png
-	@echo "demo outputs in $(OUT)/"
+	$(BIN)/mmp replay $(SAMPLE) --out $(OUT)
+	$(BIN)/mmp eval $(OUT)
+	@echo "demo outputs: $(OUT)/output.mcap $(OUT)/report.json $(OUT)/report.md $(OUT)/frame_*.jpg"
 
-# Bags built from the real recordings in ../shared/data (never committed).
+# Bags built from the real recordings in ../shared/data (never committed), replayed with
+# the real models (YOLOX-nano, tiled, and the Cityscapes DeepLab).
 demo-real: $(STAMP)
-	$(BIN)/mmp make-bag --dataset all --out .cache/bags --force
-	$(BIN)/mmp info .cache/bags/*
+	$(BIN)/mmp make-bag --dataset all --out .cache/bags
+	for b in kitti_raw kitti_object vod; do \
+	  $(BIN)/mmp replay .cache/bags/$$b --out out/real/$$b --model-dir $(MODEL_DIR) --tiled \
+	    || exit 1; $(BIN)/mmp eval out/real/$$b; done
 
 # Rebuild the shipped synthetic bag (the tests check it regenerates byte for byte).
 sample-bag: $(STAMP)

@@ -63,24 +63,44 @@ class GroundModel:
 
 
 def fit_ground(
-    points_base: np.ndarray, max_range: float = 40.0, threshold: float = 0.15, seed: int = 0
+    points_base: np.ndarray,
+    max_range: float = 40.0,
+    threshold: float = 0.15,
+    hypotheses: int = 128,
+    seed: int = 0,
 ) -> GroundModel | None:
+    """Ground plane by RANSAC over the lower points near the vehicle, then a least-squares
+    refit on the inliers. Written in numpy with a seeded generator rather than open3d's
+    ``segment_plane``, whose parallel sampling is not repeatable even when seeded: replay
+    must give identical outputs run after run."""
     near = points_base[(np.abs(points_base[:, 0]) < max_range) & (np.abs(points_base[:, 1]) < 20)]
-    # Ground lies well below most of the scene: take the lower points as candidates.
     if len(near) < 50:
         return None
-    low = near[near[:, 2] < np.percentile(near[:, 2], 60)]
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(low.astype(np.float64)))
-    o3d.utility.random.seed(seed)
-    model, inliers = cloud.segment_plane(threshold, 3, 150)
-    a, b, c, d = model
-    if len(inliers) < 30 or abs(c) < 0.9:  # not a roughly horizontal plane
+    low = near[near[:, 2] < np.percentile(near[:, 2], 60)].astype(np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(low), (hypotheses, 3))
+    a, b, c = low[idx[:, 0]], low[idx[:, 1]], low[idx[:, 2]]
+    normals = np.cross(b - a, c - a)
+    norm = np.linalg.norm(normals, axis=1)
+    ok = norm > 1e-6
+    normals = normals[ok] / norm[ok, None]
+    normals *= np.sign(normals[:, 2:3] + 1e-12)  # pointing up
+    horizontal = normals[:, 2] > 0.9
+    if not horizontal.any():
         return None
-    n = np.array([a, b, c])
-    if c < 0:
-        n, d = -n, -d
-    scale = np.linalg.norm(n)
-    return GroundModel(n / scale, d / scale)
+    normals = normals[horizontal]
+    d = -np.einsum("ij,ij->i", normals, a[ok][horizontal])
+    counts = (np.abs(low @ normals.T + d) < threshold).sum(axis=0)
+    best = int(np.argmax(counts))
+    inliers = low[np.abs(low @ normals[best] + d[best]) < threshold]
+    if len(inliers) < 30:
+        return None
+    centroid = inliers.mean(axis=0)
+    n = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
+    n = n if n[2] > 0 else -n
+    if n[2] < 0.9:
+        return None
+    return GroundModel(n, float(-n @ centroid))
 
 
 @dataclass
@@ -90,6 +110,7 @@ class LidarFrame:
     points_base: np.ndarray  # (N, 3) non-ground points in base_link
     projection: Projection  # their projection into the camera image
     ground: GroundModel | None
+    fy: float = 0.0  # the camera's vertical focal length, px
 
 
 def prepare_lidar(
@@ -103,7 +124,7 @@ def prepare_lidar(
     ground = fit_ground(pts)
     if ground is not None:
         pts = pts[ground.height(pts) > ground_clearance]
-    return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground)
+    return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground, float(camera.K[1, 1]))
 
 
 def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
@@ -122,11 +143,14 @@ def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[n
         length, width = width, length
     axis_l = np.array([np.cos(yaw), np.sin(yaw)])
     axis_w = np.array([-np.sin(yaw), np.cos(yaw)])
-    # Extend short sides to the prior, away from the sensor (the unseen far side).
+    # Extend short sides to the prior, away from the sensor (the unseen far side) -- along
+    # an axis that points roughly along the line of sight. Across the line of sight both
+    # ends are seen, and a short side is grown symmetrically (the centre stays).
+    sight = centre / max(float(np.linalg.norm(centre)), 1e-6)
     for axis, have, want in ((axis_l, length, prior_l), (axis_w, width, prior_w)):
-        if have < want:
-            away = np.sign(axis @ centre) or 1.0
-            centre = centre + axis * away * (want - have) / 2
+        along = float(axis @ sight)
+        if have < want and abs(along) > 0.5:
+            centre = centre + axis * np.sign(along) * (want - have) / 2
     length, width = max(length, prior_l), max(width, prior_w)
     yaw = float(np.arctan2(np.sin(yaw), np.cos(yaw)))
     return centre, np.array([length, width]), yaw
@@ -156,17 +180,31 @@ def object_from_lidar(
     if labels.max(initial=-1) < 0:
         return None
     ok = mask_ok[inside] if mask_ok is not None else np.ones(idx.size, dtype=bool)
-    # The object's cluster: the nearest dense one (an object occludes what is behind it)
-    # among those mostly on mask-compatible pixels when a mask is given. Dense: at least
-    # 30 % of the largest cluster, so stray points in front do not win.
-    sizes = np.bincount(labels[labels >= 0])
+    # The object's cluster is the one the box is centred on: most points projecting into
+    # the box core (the central half, 20-95 % of the height), among clusters mostly on
+    # mask-compatible pixels when a mask is given; nearer first on a tie. A car beside
+    # the target, or a truck behind a cyclist, only fills the box's sides.
+    uv = proj.uv[inside]
+    w, h = x2 - x1, y2 - y1
+    core = (
+        (uv[:, 0] >= x1 + w / 4)
+        & (uv[:, 0] < x2 - w / 4)
+        & (uv[:, 1] >= y1 + h / 5)
+        & (uv[:, 1] < y2 - h / 20)
+    )
+    # A cluster at depth Z makes the box h px tall object h Z / fy metres tall: a cluster
+    # at a depth where that height is implausible for the class is background or a
+    # neighbour seen through the box.
+    prior_h = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)[2]
     candidates = []
-    for label in np.flatnonzero(sizes >= max(min_points, 0.3 * sizes.max())):
+    for label in range(labels.max() + 1):
         members = labels == label
         consistent = (members & ok).sum() >= 0.5 * members.sum()
         rng = float(np.median(np.hypot(pts[members, 0], pts[members, 1])))
-        candidates.append((not consistent, rng, int(label)))
-    best = min(candidates)[2]
+        implied_h = h * float(np.median(depths[members])) / frame.fy if frame.fy else prior_h
+        plausible = 0.4 * prior_h <= implied_h <= 2.5 * prior_h
+        candidates.append((not consistent, not plausible, -int((members & core).sum()), rng, label))
+    best = min(candidates)[4]
     cluster = pts[labels == best]
     prior = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)
     if prior[0] <= 2.0:

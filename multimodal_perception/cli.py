@@ -158,6 +158,39 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .evaluation import evaluate_output_bag, evaluate_tracking
+    from .ros_pkg.bag_io import iter_bag
+
+    for target in args.outputs:
+        path = Path(target)
+        if path.is_dir():
+            path = path / "output.mcap"
+        topics = {
+            r.topic
+            for r in iter_bag(path, ["/multimodal_perception/detections_2d", "/ground_truth/scene"])
+        }
+        vocab = (
+            ("car", "truck", "bus", "person", "cyclist")
+            if "/ground_truth/scene" in topics
+            else None
+        )
+        scores = evaluate_output_bag(path, vocab)
+        print(scores.before.format(f"{path}: all detector boxes (before the filter)"))
+        print(scores.after.format(f"{path}: kept boxes (after the filter)"))
+        if scores.center_errors:
+            errors = [e for _, e, _ in scores.center_errors]
+            print(
+                f"  3D centre error: median {np.median(errors):.2f} m over {len(errors)} "
+                "matched objects"
+            )
+        if "/ground_truth/scene" in topics:
+            print("  " + evaluate_tracking(path).format("tracking"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -195,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--set", action="append", help="override a parameter: name=value")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
     rp.set_defaults(func=_cmd_replay)
+    ev = sub.add_parser("eval", help="score a replay's output.mcap against its ground truth")
+    ev.add_argument("outputs", nargs="+", help="replay output directories or output.mcap files")
+    ev.set_defaults(func=_cmd_eval)
     models = sub.add_parser("models", help="list, check or fetch models")
     models.add_argument("action", choices=["list", "check", "fetch"])
     models.add_argument("names", nargs="*")

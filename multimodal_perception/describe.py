@@ -181,7 +181,8 @@ def describe_scene(
     moving = [
         o for o in objects if o.get("speed_mps") is not None and o["speed_mps"] >= moving_threshold
     ]
-    approaching = [o for o in moving if (o.get("range_rate_mps") or 0.0) < -moving_threshold]
+    # Approaching: closing on the ego faster than the threshold (range rate < -threshold).
+    approaching = [o for o in objects if (o.get("range_rate_mps") or 0.0) < -moving_threshold]
     if language == "zh":
         first = (
             "视野中有"
@@ -203,7 +204,7 @@ def describe_scene(
             o = min(approaching, key=lambda o: o["range_m"])
             second += (
                 f"；{_NAMES_ZH.get(o['class'], o['class'])}#{o['track_id']}正以"
-                f"{o['speed_mps']:.1f}米/秒接近"
+                f"{-o['range_rate_mps']:.1f}米/秒接近"
             )
         return first + second + "。"
     first = _join([_count_phrase(c, n) for c, n in ordered]) + " in view."
@@ -214,7 +215,8 @@ def describe_scene(
     second = f"Nearest: {near_txt}." if near else "Ranges unknown."
     if approaching:
         o = min(approaching, key=lambda o: o["range_m"])
-        second += f" The {o['class']} #{o['track_id']} is approaching at {o['speed_mps']:.1f} m/s."
+        closing = -o["range_rate_mps"]
+        second += f" The {o['class']} #{o['track_id']} is approaching at {closing:.1f} m/s."
     elif moving:
         o = max(moving, key=lambda o: o["speed_mps"])
         second += f" The {o['class']} #{o['track_id']} is moving at {o['speed_mps']:.1f} m/s."

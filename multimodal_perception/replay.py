@@ -90,6 +90,7 @@ def replay(
     tmp = out_dir / "output"
     shutil.rmtree(tmp, ignore_errors=True)
     not_subscribed: Counter[str] = Counter()
+    not_copied: Counter[str] = Counter()  # inputs that could not be re-recorded
     corrupt: Counter[str] = Counter()
     objects_over_time: list[tuple[float, int]] = []
     scene_count = 0
@@ -118,7 +119,10 @@ def replay(
             if rec.error is not None:
                 corrupt[rec.topic] += 1
                 continue
-            writer.write(rec.topic, rec.msg, rec.log_time_ns)
+            try:
+                writer.write(rec.topic, rec.msg, rec.log_time_ns)
+            except Exception:
+                not_copied[rec.topic] += 1
             if rec.topic not in inputs:
                 not_subscribed[rec.topic] += 1
                 continue
@@ -134,6 +138,7 @@ def replay(
     shutil.rmtree(tmp)
     report = _report(pipeline, bags, not_subscribed, corrupt, scene_count, elapsed)
     report["pictures"] = picture_paths
+    report["inputs_not_copied_to_output"] = dict(sorted(not_copied.items()))
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     _markdown(out_dir, report, pipeline, objects_over_time)
     return ReplayResult(out_dir, report)

@@ -281,7 +281,7 @@ def test_bad_parameters_are_refused():
 
 
 def test_replay_reads_sqlite3_and_ros1_bags(tmp_path):
-    from rosbags.rosbag1 import Writer as Ros1Writer
+    from rosbags.convert import convert
     from rosbags.typesys import Stores, get_typestore
 
     from multimodal_perception.ros_pkg.bag_io import BagWriter
@@ -290,15 +290,22 @@ def test_replay_reads_sqlite3_and_ros1_bags(tmp_path):
     with BagWriter(tmp_path / "sqlite", storage="sqlite3") as w:
         for r in records:
             w.write(r.topic, r.msg, r.log_time_ns)
+    # rosbags' converter writes the ROS 1 bag (ROS 1 message layouts, e.g. Header.seq).
     ros1 = get_typestore(Stores.ROS1_NOETIC)
-    ros2 = get_project_typestore()
-    with Ros1Writer(tmp_path / "bag1.bag") as w:
-        conns = {}
-        for r in records:
-            if r.topic not in conns:
-                conns[r.topic] = w.add_connection(r.topic, r.msgtype, typestore=ros1)
-            raw = ros2.serialize_cdr(r.msg, r.msgtype)
-            w.write(conns[r.topic], r.log_time_ns, ros2.cdr_to_ros1(raw, r.msgtype))
+    convert(
+        [tmp_path / "sqlite"],
+        tmp_path / "bag1.bag",
+        "",
+        0,
+        None,
+        "none",
+        get_project_typestore(),
+        ros1,
+        [],
+        [],
+        [],
+        [],
+    )
     for bag in (tmp_path / "sqlite", tmp_path / "bag1.bag"):
         result = replay([bag], tmp_path / f"out_{bag.stem}", pictures=0, progress=False)
         assert result.report["frames"] >= 10, bag
