@@ -50,6 +50,7 @@ def main() -> None:
         feeds = {backend.input_names[0]: tensor}
         so = ort.SessionOptions()
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the wrapper
         raw = ort.InferenceSession(str(directory / manifest.file) if not manifest.trained_by_project
                                    else str(Path(manifest.path).parent / manifest.file), so,
                                    providers=["CPUExecutionProvider"])  # fmt: skip

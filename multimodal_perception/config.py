@@ -129,6 +129,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("detector.tiling", False, "Tiled (sliced) detection for wide frames"),
     ParamSpec("detector.tile_size", 0, "Tile side in pixels (0 = automatic)", 0, 8192),
     ParamSpec("detector.tile_overlap", 0.25, "Overlap between tiles", 0.0, 0.8),
+    ParamSpec(
+        "segmenter.mode",
+        "tiles",
+        "Wide frames: 'tiles' (full resolution) or 'letterbox' (one call, faster)",
+        choices=("tiles", "letterbox"),
+    ),
     ParamSpec("filter.enabled", True, "Semantic-consistency filtering of boxes"),
     ParamSpec(
         "filter.default_threshold",

@@ -173,7 +173,7 @@ class Pipeline:
                 raise ModelLoadError(
                     f"models.segmenter={seg_name!r} is a {seg_manifest.task} model"
                 )
-            self.segmenter = Segmenter(seg_manifest, seg_backend)
+            self.segmenter = Segmenter(seg_manifest, seg_backend, mode=p["segmenter.mode"])
         self.embedded_default = manifest.trained_by_project
         label_space = "cityscapes"
         if self.segmenter is not None:

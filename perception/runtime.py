@@ -36,6 +36,7 @@ class RuntimeOptions:
     trt_cache_dir: str = ".cache/trt_engines"
     device_id: int = 0
     warmup_runs: int = 1
+    spin: bool = False  # let idle inference threads spin (only for a lone model)
 
 
 _ORT_NAMES = {
@@ -140,6 +141,10 @@ def create_onnx_backend(path: Path, options: RuntimeOptions = RuntimeOptions()) 
         so.intra_op_num_threads = options.intra_op_threads
         so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not options.spin:
+        # Idle intra-op threads spin by default; with a detector and a segmenter taking
+        # turns (plus numpy), the spinning pool of one steals the cores of the other.
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     providers = _provider_list(options, ort.get_available_providers())
     try:

@@ -9,6 +9,7 @@ original image size with nearest-neighbour upsampling (ids must not blend).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,9 @@ class Segmenter:
     backend: Backend
     max_aspect_distortion: float = 1.3
     tile_overlap: float = 0.2
+    # "tiles": model-aspect tiles, full resolution (default); "letterbox": one call with the
+    # frame's aspect kept (padded, lower resolution). Neither squashes a wide frame.
+    mode: str = "tiles"
     last_times: StageTimes = field(default_factory=StageTimes)
 
     def __post_init__(self) -> None:
@@ -85,6 +89,10 @@ class Segmenter:
     def segment(self, bgr: np.ndarray) -> Segmentation:
         if self.manifest.task != "segmentation":
             raise ValueError(f"{self.manifest.name} is a {self.manifest.task} model")
+        if self.mode not in ("tiles", "letterbox"):
+            raise ValueError(f"segmenter.mode={self.mode!r}: expected 'tiles' or 'letterbox'")
+        if self.mode == "letterbox":
+            return self._segment_letterbox(bgr)
         h, w = bgr.shape[:2]
         times = StageTimes()
         tiles = self._tiles(w, h)
@@ -110,6 +118,29 @@ class Segmenter:
         times.postprocess_ms += (time.perf_counter() - t0) * 1e3
         self.last_times = times
         return Segmentation(labels, confidence, self.class_names, len(tiles))
+
+    def _segment_letterbox(self, bgr: np.ndarray) -> Segmentation:
+        h, w = bgr.shape[:2]
+        spec = dataclasses.replace(self.manifest.input, resize="letterbox", pad_value=0)
+        times = StageTimes()
+        t0 = time.perf_counter()
+        resized, resize = resize_image(bgr, spec)
+        tensor = to_tensor([resized], spec)
+        t1 = time.perf_counter()
+        out = self.backend.run({self.backend.input_names[0]: tensor})
+        t2 = time.perf_counter()
+        raw = self._decode(out[0][:1])[0]
+        nw, nh = round(w * resize.scale_x), round(h * resize.scale_y)
+        labels = cv2.resize(raw.labels[:nh, :nw], (w, h), interpolation=cv2.INTER_NEAREST)
+        conf = None
+        if raw.confidence is not None:
+            conf = cv2.resize(raw.confidence[:nh, :nw], (w, h), interpolation=cv2.INTER_LINEAR)
+        times.preprocess_ms += (t1 - t0) * 1e3
+        times.inference_ms += (t2 - t1) * 1e3
+        times.postprocess_ms += (time.perf_counter() - t2) * 1e3
+        times.calls += 1
+        self.last_times = times
+        return Segmentation(labels, conf, self.class_names, 1)
 
     def _decode(self, out: np.ndarray) -> list[RawSegmentation]:
         if self.manifest.decoder == "logits":
