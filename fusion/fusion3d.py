@@ -166,7 +166,7 @@ def object_from_lidar(
     mask_ok: np.ndarray | None = None,
     eps: float = 0.6,
     min_points: int = 3,
-    max_points: int = 1000,
+    max_points: int = 500,
 ) -> Object3D | None:
     """The object inside ``box`` from the frame's projected lidar; None if no cluster."""
     proj = frame.projection

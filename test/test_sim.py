@@ -59,6 +59,10 @@ def test_lidar_points_on_actors_lie_in_their_ground_truth_boxes(scenario):
             size = np.asarray(actor.size) + 2 * GT_BOX_MARGIN
             inside += int(in_box(pts[mine], center, size, state.yaw).sum())
             total += int(mine.sum())
+    print(
+        f"{scenario}: {inside}/{total} lidar points on actors inside their GT boxes "
+        f"({inside / total:.2%})"
+    )
     assert total > 300, f"too few actor points ({total}) for a meaningful check"
     assert inside / total >= 0.99, f"{scenario}: {inside}/{total} actor points inside GT boxes"
 
@@ -80,6 +84,10 @@ def test_rendered_pixels_match_projected_boxes_for_unoccluded_actors(scenario):
             big = box is not None and min(box[2] - box[0], box[3] - box[1]) >= 20
             if obj.visibility >= 0.98 and not obj.truncated and big:
                 ious.append(iou(obj.box_visible, box))
+    print(
+        f"{scenario}: rendered-pixel vs projected-box IoU of {len(ious)} unoccluded actors: "
+        f"min {min(ious, default=0):.3f}, median {np.median(ious) if ious else 0:.3f}"
+    )
     assert len(ious) >= 2, f"{scenario}: only {len(ious)} unoccluded actors in view"
     assert min(ious) >= 0.8, f"{scenario}: IoU per unoccluded actor {np.round(ious, 3)}"
 
