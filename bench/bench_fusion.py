@@ -9,33 +9,13 @@ import numpy as np
 from multimodal_perception.fusion.consistency import ConsistencyFilter, FilterConfig
 from multimodal_perception.fusion.fusion3d import object_from_lidar, prepare_lidar
 from multimodal_perception.ros_pkg.camera_info import CameraModel
+from multimodal_perception.sim.classes import CITYSCAPES_TRAINIDS as CITYSCAPES
 
 try:
     from .common import median_seconds, report
 except ImportError:
     from common import median_seconds, report
 
-CITYSCAPES = (
-    "road",
-    "sidewalk",
-    "building",
-    "wall",
-    "fence",
-    "pole",
-    "traffic light",
-    "traffic sign",
-    "vegetation",
-    "terrain",
-    "sky",
-    "person",
-    "rider",
-    "car",
-    "truck",
-    "bus",
-    "train",
-    "motorcycle",
-    "bicycle",
-)
 DETECTOR = ("person", "car", "truck", "bus", "bicycle")
 SEED_CHANNEL = {"person": 11, "car": 13, "truck": 14, "bus": 15, "bicycle": 18}
 

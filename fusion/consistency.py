@@ -155,9 +155,11 @@ class ConsistencyFilter:
             runs = self.runs[int(cid)]
             if runs is None:
                 continue
-            full = _fraction(labels[y1[i] : y2[i], x1[i] : x2[i]], runs)
-            if wc > 0:
-                core = _fraction(labels[cy1[i] : cy2[i], cx1[i] : cx2[i]], runs)
+            hit = _compatible(labels[y1[i] : y2[i], x1[i] : x2[i]], runs)
+            full = np.count_nonzero(hit) / hit.size
+            if wc > 0:  # the core is a window of the same boolean patch
+                core_hit = hit[cy1[i] - y1[i] : cy2[i] - y1[i], cx1[i] - x1[i] : cx2[i] - x1[i]]
+                core = np.count_nonzero(core_hit) / max(core_hit.size, 1)
                 scores[i] = wc * core + (1.0 - wc) * full
             else:
                 scores[i] = full
@@ -207,12 +209,13 @@ class ConsistencyFilter:
         return out
 
 
-def _fraction(patch: np.ndarray, runs: list[tuple[np.uint8, np.uint8]]) -> float:
+def _compatible(patch: np.ndarray, runs: list[tuple[np.uint8, np.uint8]]) -> np.ndarray:
+    """Boolean patch: class id within one of the runs (uint8 subtraction wraps below lo)."""
     lo, span = runs[0]
     hit = (patch - lo) <= span
     for lo, span in runs[1:]:
         hit |= (patch - lo) <= span
-    return np.count_nonzero(hit) / hit.size
+    return hit
 
 
 def lidar_evidence(

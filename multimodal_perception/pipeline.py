@@ -809,37 +809,36 @@ class Pipeline:
     ) -> list[Output]:
         f, p = self.factory, self.params
         names = det.class_names
-        ids = [str(tracked[i].track_id) if i in tracked else "" for i in kept]
-        msgs = [
-            Output(
-                "detections_2d",
+
+        def boxes(topic: str, rows: list[int], ids: list[str]) -> Output:
+            return Output(
+                topic,
                 out.detection2d_array(
                     f,
                     stamp_ns=stamp,
                     frame_id=cam_frame,
-                    boxes_xyxy=det.boxes[kept],
-                    class_ids=[names[det.class_ids[i]] for i in kept],
-                    scores=det.scores[kept],
+                    boxes_xyxy=det.boxes[rows],
+                    class_ids=[names[det.class_ids[i]] for i in rows],
+                    scores=det.scores[rows],
                     ids=ids,
                 ),
                 stamp,
+            )
+
+        msgs = [
+            boxes(
+                "detections_2d",
+                kept,
+                [str(tracked[i].track_id) if i in tracked else "" for i in kept],
             )
         ]
         if p["output.rejected"]:
             rej = [i for i, d in enumerate(decisions) if not d.keep]
             msgs.append(
-                Output(
+                boxes(
                     "rejected_2d",
-                    out.detection2d_array(
-                        f,
-                        stamp_ns=stamp,
-                        frame_id=cam_frame,
-                        boxes_xyxy=det.boxes[rej],
-                        class_ids=[names[det.class_ids[i]] for i in rej],
-                        scores=det.scores[rej],
-                        ids=[f"{decisions[i].reason}:{decisions[i].evidence:.2f}" for i in rej],
-                    ),
-                    stamp,
+                    rej,
+                    [f"{decisions[i].reason}:{decisions[i].evidence:.2f}" for i in rej],
                 )
             )
         with3d = [i for i in kept if i in objects]
