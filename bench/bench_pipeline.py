@@ -41,7 +41,12 @@ def main() -> None:
                 out / str(tiled),
                 pictures=0,
                 progress=False,
-                overrides={**overrides, "detector.tiling": tiled},
+                # Single-pass: one detector call and one letterboxed segmenter call a frame.
+                overrides={
+                    **overrides,
+                    "detector.tiling": tiled,
+                    "segmenter.mode": "tiles" if tiled else "letterbox",
+                },
             )
             timing = result.report["timing"]
             stages = timing["stage_ms"]
