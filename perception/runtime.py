@@ -206,6 +206,9 @@ def create_torch_backend(path: Path, input_shape: list[int], fp16: bool = True) 
         ) from None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
+        # A TorchScript archive is code plus tensors, read by TorchScript's restricted
+        # loader (no arbitrary Python objects); and create_backend only gets here after
+        # the file's sha256 matched the manifest, so only a pinned file is loaded.
         module = torch.jit.load(str(path), map_location=device).eval()
     except Exception as exc:
         raise ModelLoadError(
