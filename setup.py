@@ -57,6 +57,7 @@ setup(
     ],
     extras_require={
         "torch": ["torch>=2.1", "onnx>=1.14"],
+        "vlm": ["transformers>=4.45", "tokenizers>=0.19"],
         "test": ["pytest>=7", "ruff"],
     },
     zip_safe=False,

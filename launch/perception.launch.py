@@ -70,12 +70,20 @@ def generate_launch_description() -> LaunchDescription:
                 "topics.camera_info": LaunchConfiguration("camera_info_topic"),
                 "topics.lidar": LaunchConfiguration("lidar_topic"),
                 "topics.radar": LaunchConfiguration("radar_topic"),
+                "vlm.backend": PythonExpression(
+                    [
+                        "'transformers' if '",
+                        LaunchConfiguration("enable_vlm"),
+                        "' == 'true' else 'none'",
+                    ]
+                ),
+                "vlm.model_dir": LaunchConfiguration("vlm_model_dir"),
             },
         ],
     )
     vlm_note = LogInfo(
         condition=IfCondition(LaunchConfiguration("enable_vlm")),
-        msg="enable_vlm: the multimodal model worker is not part of this release",
+        msg=["multimodal model (transformers) from ", LaunchConfiguration("vlm_model_dir")],
     )
     return LaunchDescription(
         [*args, GroupAction([PushRosNamespace(LaunchConfiguration("namespace")), node]), vlm_note]

@@ -191,6 +191,28 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    overrides = _parse_sets(args.set)
+    if args.model_dir:
+        overrides["models.directory"] = args.model_dir
+    result = replay(
+        [Path(b) for b in args.bags],
+        Path(args.out),
+        args.params,
+        overrides,
+        pictures=0,
+        progress=False,
+        questions=[args.question],
+        ask_every=args.every,
+    )
+    for a in result.report["multimodal"]:
+        if a["topic"] == "answer":
+            print(f"[{a['stamp_ns']}] {a['backend']}: {a['text'] or a.get('error')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="score a replay's output.mcap against its ground truth")
     ev.add_argument("outputs", nargs="+", help="replay output directories or output.mcap files")
     ev.set_defaults(func=_cmd_eval)
+    ak = sub.add_parser("ask", help="replay a bag and answer a question about its scenes")
+    ak.add_argument("bags", nargs="+")
+    ak.add_argument("question")
+    ak.add_argument("--every", type=int, default=0, help="also ask every N frames")
+    ak.add_argument("--out", default="out/ask")
+    ak.add_argument("--params")
+    ak.add_argument("--model-dir")
+    ak.add_argument("--set", action="append", help="override a parameter: name=value")
+    ak.set_defaults(func=_cmd_ask)
     models = sub.add_parser("models", help="list, check or fetch models")
     models.add_argument("action", choices=["list", "check", "fetch"])
     models.add_argument("names", nargs="*")

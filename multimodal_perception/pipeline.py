@@ -46,6 +46,8 @@ from .fusion.tracking import Measurement, Tracker, TrackerConfig
 from .fusion.transforms import TransformBuffer, TransformError, TransformSource
 from .perception.detector import Detections, Detector, TilingConfig
 from .perception.models import default_model, load_model, model_directory
+from .perception.multimodal import GroundedFallback
+from .perception.multimodal_worker import MultimodalResult, MultimodalWorker
 from .perception.runtime import ModelLoadError, RuntimeOptions
 from .perception.segmenter import Segmentation, Segmenter
 from .ros_pkg import outputs as out
@@ -66,6 +68,8 @@ from .ros_pkg.tf_msgs import tf_message_to_transforms
 log = logging.getLogger("multimodal_perception.pipeline")
 
 OUTPUT_TOPICS = (
+    "scene_caption",
+    "answer",
     "detections_2d",
     "rejected_2d",
     "objects_3d",
@@ -140,6 +144,8 @@ class Pipeline:
         self._tracking_frame = params["frames.base"]
         self._T_fixed_base = np.eye(4)
         self._load_models()
+        self.multimodal = self._make_multimodal()
+        self._last_frame: tuple[int, np.ndarray, dict[str, Any]] | None = None
         self.tracker = Tracker(
             TrackerConfig(
                 confirm_hits=int(params["tracking.confirm_hits"]),
@@ -198,6 +204,72 @@ class Pipeline:
                 det_name,
                 seg_name,
             )
+
+    def _make_multimodal(self) -> MultimodalWorker | None:
+        """The caption worker for a configured model; None: captions off, questions are
+        answered from the structured scene."""
+        from .perception.multimodal import OpenAIChatVLM, TransformersVLM
+
+        p = self.params
+        kind = p["vlm.backend"]
+        if kind == "none":
+            log.info("vlm.backend is none: no captions; questions use the grounded fallback")
+            return None
+        if kind == "transformers":
+            backend = TransformersVLM(p["vlm.model_dir"])
+        else:
+            if not p["vlm.endpoint"]:
+                raise ValueError("vlm.backend=openai needs vlm.endpoint")
+            backend = OpenAIChatVLM(p["vlm.endpoint"], p["vlm.model"], timeout_s=p["vlm.timeout_s"])
+        return MultimodalWorker(backend, rate_hz=p["vlm.rate_hz"])
+
+    def ask(self, question: str) -> list[Output]:
+        """A question about the latest frame: queued for the model, or answered now from
+        the structured scene when no model is configured."""
+        if self._last_frame is None:
+            result = MultimodalResult(
+                "answer",
+                0,
+                "No frame has been processed yet.",
+                "grounded_fallback",
+                0.0,
+                question=question,
+            )
+            return [self._result_output(result)]
+        stamp, image, scene = self._last_frame
+        if self.multimodal is not None:
+            self.multimodal.ask(question, stamp, image, scene)
+            return []
+        t0 = time.perf_counter()
+        text = GroundedFallback().answer(question, [image], scene)
+        result = MultimodalResult(
+            "answer",
+            stamp,
+            text,
+            "grounded_fallback",
+            (time.perf_counter() - t0) * 1e3,
+            question=question,
+        )
+        return [self._result_output(result)]
+
+    def poll(self) -> list[Output]:
+        """Finished captions and answers from the multimodal worker."""
+        if self.multimodal is None:
+            return []
+        return [self._result_output(r) for r in self.multimodal.results()]
+
+    def _result_output(self, result: MultimodalResult) -> Output:
+        text = json.dumps(result.to_json(), sort_keys=True)
+        return Output(result.topic, out.string_msg(self.factory, text), result.stamp_ns)
+
+    def close(self) -> list[Output]:
+        """Wait for the multimodal worker and stop it; returns its last results."""
+        if self.multimodal is None:
+            return []
+        self.multimodal.wait_idle()
+        outputs = self.poll()
+        self.multimodal.close()
+        return outputs
 
     def _roles(self) -> dict[str, str]:
         p = self.params
@@ -280,7 +352,7 @@ class Pipeline:
         outputs = []
         for frame in frames:
             outputs += self._run_frame(frame)
-        return outputs
+        return outputs + self.poll()
 
     def finish(self) -> list[Output]:
         outputs = []
@@ -389,6 +461,9 @@ class Pipeline:
         text = describe_scene(scene, p["description.language"])
         self._timed("describe", t0)
         self.frames += 1
+        self._last_frame = (stamp, camera.bgr, scene)
+        if self.multimodal is not None:
+            self.multimodal.offer_frame(stamp, camera.bgr, scene)  # never waits
         if self.keep_debug:
             self.last_debug = {
                 "bgr": camera.bgr,
@@ -972,6 +1047,25 @@ class Pipeline:
         stage_ms = {
             f"{k}.ms_median": f"{np.median(v[-100:]):.2f}" for k, v in self.timings.items() if v
         }
+        if self.multimodal is not None:
+            st, cache = self.multimodal.stats, self.multimodal.cache
+            statuses.append(
+                out.StatusReport(
+                    "multimodal_perception: multimodal model",
+                    out.WARN if st.errors else out.OK,
+                    f"{self.multimodal.backend.name}: {st.model_calls} calls",
+                    values={
+                        "offered": st.offered,
+                        "skipped_rate": st.skipped_rate,
+                        "superseded": st.superseded,
+                        "model_calls": st.model_calls,
+                        "errors": st.errors,
+                        "questions": st.questions,
+                        "cache_hit_rate": f"{cache.hit_rate:.3f}",
+                        "cache_saved_s": f"{cache.saved_s:.3f}",
+                    },
+                )
+            )
         statuses.append(
             out.StatusReport(
                 "multimodal_perception: pipeline",

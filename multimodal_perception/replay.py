@@ -66,7 +66,11 @@ def replay(
     overrides: dict[str, Any] | None = None,
     pictures: int = 6,
     progress: bool = True,
+    questions: list[str] | None = None,
+    ask_every: int = 0,
 ) -> ReplayResult:
+    """``questions`` are asked about the last frame (and every ``ask_every`` frames);
+    answers land on ``answer`` and in the report."""
     params = load_parameters(params_path)
     if overrides:
         params = params.with_overrides(overrides)
@@ -94,15 +98,19 @@ def replay(
     corrupt: Counter[str] = Counter()
     objects_over_time: list[tuple[float, int]] = []
     scene_count = 0
+    answers: list[dict[str, Any]] = []
     picture_paths: list[str] = []
     start = time.perf_counter()
     first_stamp: int | None = None
+    asked_at = 0
     with BagWriter(tmp) as writer:
 
         def emit(outputs: list[Output]) -> None:
             nonlocal scene_count
             for o in outputs:
                 writer.write(_output_topic(o.topic), o.msg, o.stamp_ns)
+                if o.topic in ("answer", "scene_caption"):
+                    answers.append({"topic": o.topic, **json.loads(o.msg.data)})
                 if o.topic == "scene":
                     scene_count += 1
                     scene = json.loads(o.msg.data)
@@ -129,15 +137,28 @@ def replay(
             if first_stamp is None:
                 first_stamp = rec.log_time_ns
             emit(pipeline.process(rec.topic, rec.msg))
+            if (
+                ask_every
+                and pipeline.frames
+                and pipeline.frames % ask_every == 0
+                and pipeline.frames != asked_at
+            ):
+                asked_at = pipeline.frames
+                for question in questions or ():
+                    emit(pipeline.ask(question))
             if progress:
                 _progress(n, len(records), start)
         emit(pipeline.finish())
+        for question in questions or ():
+            emit(pipeline.ask(question))
+        emit(pipeline.close())
     elapsed = time.perf_counter() - start
     mcap = out_dir / "output.mcap"
     (tmp / "output.mcap").replace(mcap)
     shutil.rmtree(tmp)
     report = _report(pipeline, bags, not_subscribed, corrupt, scene_count, elapsed)
     report["pictures"] = picture_paths
+    report["multimodal"] = answers
     report["inputs_not_copied_to_output"] = dict(sorted(not_copied.items()))
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     _markdown(out_dir, report, pipeline, objects_over_time)

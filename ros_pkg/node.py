@@ -45,6 +45,7 @@ from ..pipeline import Output, Pipeline
 from .factory import RclpyFactory
 from .tf2_adapter import Tf2Transforms
 
+QUESTION = "<question>"  # queue key of questions (std_msgs/String on ~/question)
 RUNTIME_PREFIXES = (
     "filter.",
     "detector.score_threshold",
@@ -55,6 +56,8 @@ RUNTIME_PREFIXES = (
 )
 
 OUTPUT_TYPES = {
+    "scene_caption": String,
+    "answer": String,
     "detections_2d": Detection2DArray,
     "rejected_2d": Detection2DArray,
     "objects_3d": Detection3DArray,
@@ -131,6 +134,10 @@ class PerceptionNode(Node):
         self._make_publishers()
         self._make_subscriptions()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        # Questions go through the worker queue (the pipeline has one user); captions and
+        # answers from the multimodal worker are collected by a timer, off the sensor path.
+        self.create_subscription(String, "question", self._callback(QUESTION), 10)
+        self.create_timer(0.1, self._poll_multimodal)
         self._worker = threading.Thread(target=self._work, name="mmp-worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -233,11 +240,17 @@ class PerceptionNode(Node):
                     return
                 topic, msg = self._queue.popleft()
             try:
-                outputs = self.pipeline.process(topic, msg)
+                if topic == QUESTION:
+                    outputs = self.pipeline.ask(str(msg.data))
+                else:
+                    outputs = self.pipeline.process(topic, msg)
             except Exception as exc:
                 self.get_logger().error(f"{topic}: {exc}")
                 continue
             self._publish(outputs)
+
+    def _poll_multimodal(self) -> None:
+        self._publish(self.pipeline.poll())
 
     def _publish(self, outputs: list[Output]) -> None:
         for o in outputs:
@@ -266,6 +279,7 @@ class PerceptionNode(Node):
             self._stop = True
             self._lock.notify()
         self._worker.join(timeout=2.0)
+        self.pipeline.close()
         super().destroy_node()
 
 

@@ -1,0 +1,418 @@
+"""The multimodal model: backends, scheduling, cache and the grounded fallback."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from multimodal_perception.config import load_parameters
+from multimodal_perception.perception.multimodal import (
+    GroundedFallback,
+    MultimodalError,
+    OpenAIChatVLM,
+    ResultCache,
+    TransformersVLM,
+    dhash,
+)
+from multimodal_perception.perception.multimodal_worker import MultimodalWorker
+from multimodal_perception.pipeline import Pipeline
+from multimodal_perception.ros_pkg.bag_io import iter_bag
+from multimodal_perception.ros_pkg.factory import RosbagsFactory
+from multimodal_perception.ros_pkg.typestore import get_project_typestore
+
+SHIPPED = REPO / "bags" / "urban_crossing_5s"
+SCENE = {
+    "objects": [
+        {
+            "confirmed": True,
+            "class": "car",
+            "track_id": 3,
+            "range_m": 12.3,
+            "bearing_deg": 5.0,
+            "speed_mps": 6.0,
+            "range_rate_mps": -4.5,
+        },
+        {
+            "confirmed": True,
+            "class": "person",
+            "track_id": 7,
+            "range_m": 8.0,
+            "bearing_deg": 40.0,
+            "speed_mps": 0.2,
+            "range_rate_mps": 0.0,
+        },
+    ]
+}
+IMAGE = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+
+
+def build_tiny_vlm(directory: Path) -> Path:
+    """A LLaVA-class image-text-to-text model with RANDOM weights (not a real model),
+    saved like a downloaded one: config, safetensors, processor, tokenizer, template."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER", "ASSISTANT", ":"]
+    words += [f"w{i}" for i in range(200)]
+    vocab = {w: i for i, w in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    template = (
+        "{% for m in messages %}{{ m['role'].upper() }} : {% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}"
+        "{% endfor %}{% endfor %}{% if add_generation_prompt %}ASSISTANT : {% endif %}"
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    fast.chat_template = template
+    image_processor = transformers.CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+    )
+    processor = transformers.LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=fast,
+        patch_size=16,
+        num_additional_image_tokens=1,
+        vision_feature_select_strategy="default",
+        chat_template=template,
+    )
+    config = transformers.LlavaConfig(
+        vision_config=transformers.CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=16,
+        ),
+        text_config=transformers.LlamaConfig(
+            vocab_size=len(words),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+        ),
+        image_token_index=vocab["<image>"],
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    torch.manual_seed(0)
+    transformers.LlavaForConditionalGeneration(config).save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def test_random_weight_vlm_loads_and_runs_through_the_real_code_path(tmp_path):
+    """The weights are RANDOM: this checks loading, prompting and decoding, not quality."""
+    model_dir = build_tiny_vlm(tmp_path / "tiny_random_llava")
+    vlm = TransformersVLM(model_dir, max_new_tokens=6)
+    text = vlm.describe([IMAGE], SCENE)
+    assert isinstance(text, str) and re.fullmatch(r"(w\d+ ?)+", text), text
+    assert vlm.device == "cpu"
+    answer = vlm.answer("w1 w2", [IMAGE], SCENE)
+    assert re.fullmatch(r"(w\d+ ?)+", answer)
+    with pytest.raises(MultimodalError, match=r"no config\.json"):
+        TransformersVLM(tmp_path / "missing")
+
+
+def test_random_weight_vlm_captions_through_the_pipeline(tmp_path):
+    model_dir = build_tiny_vlm(tmp_path / "tiny_random_llava")
+    params = load_parameters(REPO / "config" / "perception.yaml").with_overrides(
+        {"vlm.backend": "transformers", "vlm.model_dir": str(model_dir), "vlm.rate_hz": 2.0}
+    )
+    pipeline = Pipeline(params, RosbagsFactory(get_project_typestore()))
+    outputs = []
+    for rec in iter_bag(SHIPPED):
+        outputs += pipeline.process(rec.topic, rec.msg)
+    outputs += pipeline.finish() + pipeline.ask("w3 w4") + pipeline.close()
+    captions = [json.loads(o.msg.data) for o in outputs if o.topic == "scene_caption"]
+    answers = [json.loads(o.msg.data) for o in outputs if o.topic == "answer"]
+    scenes = {o.stamp_ns for o in outputs if o.topic == "scene"}
+    assert captions and all(
+        c["stamp_ns"] in scenes and c["backend"] == "transformers" for c in captions
+    )
+    assert answers and answers[0]["question"] == "w3 w4"
+    # 5 s of frames at 2 Hz in header time: at most 10 captions.
+    assert len(captions) <= 10
+
+
+class ChatServer:
+    """A local OpenAI-compatible chat-completions server (127.0.0.1) for the tests."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode, self.requests = mode, []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body))
+                if outer.mode == "slow":
+                    time.sleep(1.0)
+                payload = (
+                    b"<html>not json"
+                    if outer.mode == "malformed"
+                    else json.dumps(
+                        {
+                            "id": "x",
+                            "object": "chat.completion",
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "finish_reason": "stop",
+                                    "message": {
+                                        "role": "assistant",
+                                        "content": "A car #3 is ahead.",
+                                    },
+                                }
+                            ],
+                        }
+                    ).encode()
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError):  # the client gave up (timeout)
+                    self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_openai_compatible_backend_request_and_reply():
+    server = ChatServer("ok")
+    try:
+        vlm = OpenAIChatVLM(server.url, "local-vlm", api_key="k", timeout_s=5.0)
+        assert vlm.answer("What is ahead?", [IMAGE], SCENE) == "A car #3 is ahead."
+        path, body = server.requests[0]
+        assert path == "/v1/chat/completions" and body["model"] == "local-vlm"
+        system, user = body["messages"]
+        assert "#3 car, 12.3 m ahead" in system["content"]  # grounded with track ids
+        kinds = [part["type"] for part in user["content"]]
+        assert kinds == ["text", "image_url"]
+        assert user["content"][1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    finally:
+        server.close()
+
+
+def test_openai_backend_times_out_with_retries_and_refuses_malformed_replies():
+    slow = ChatServer("slow")
+    try:
+        vlm = OpenAIChatVLM(slow.url, "m", timeout_s=0.3, retries=2)
+        t0 = time.perf_counter()
+        with pytest.raises(MultimodalError, match="no reply after 3 attempts"):
+            vlm.describe([IMAGE], SCENE)
+        assert time.perf_counter() - t0 < 3.0 and len(slow.requests) == 3
+    finally:
+        slow.close()
+    bad = ChatServer("malformed")
+    try:
+        with pytest.raises(MultimodalError, match="malformed chat-completions reply"):
+            OpenAIChatVLM(bad.url, "m").describe([IMAGE], SCENE)
+    finally:
+        bad.close()
+
+
+class CountingBackend:
+    name = "counting"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls, self.delay_s = 0, delay_s
+
+    def describe(self, images, scene):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return f"caption {self.calls}"
+
+    def answer(self, question, images, scene):
+        self.calls += 1
+        return f"answer {self.calls}"
+
+
+def test_same_frame_replayed_calls_the_model_once_and_new_objects_call_it_again():
+    backend = CountingBackend()
+    worker = MultimodalWorker(backend, rate_hz=10.0)
+    for k in range(6):  # one frame replayed: only the sensor noise differs
+        noisy = np.clip(
+            IMAGE.astype(int) + np.random.default_rng(k).integers(-2, 3, IMAGE.shape), 0, 255
+        ).astype(np.uint8)
+        worker.offer_frame(k * 200_000_000, noisy, SCENE)
+        worker.wait_idle()
+    assert backend.calls == 1 and worker.cache.hits == 5
+    more = {
+        "objects": [
+            *SCENE["objects"],
+            {"confirmed": True, "class": "bus", "track_id": 9, "range_m": 30.0, "bearing_deg": 0.0},
+        ]
+    }
+    worker.offer_frame(2_000_000_000, IMAGE, more)
+    worker.wait_idle()
+    assert backend.calls == 2
+    results = worker.results()
+    assert [r.cached for r in results] == [False, True, True, True, True, True, False]
+    worker.close()
+    assert bin(dhash(IMAGE) ^ dhash(IMAGE[::-1])).count("1") > 6  # other content, other hash
+
+
+def test_worker_keeps_the_rate_in_header_time_and_skips_frames_when_slow():
+    backend = CountingBackend(delay_s=0.2)
+    worker = MultimodalWorker(backend, rate_hz=1.0, cache=ResultCache(max_hamming=-1))
+    for k in range(30):  # 3 s of 10 Hz frames offered as fast as possible
+        worker.offer_frame(k * 100_000_000, IMAGE, SCENE)
+    worker.wait_idle()
+    stats = worker.stats
+    assert stats.offered == 30 and stats.skipped_rate == 27  # 1 Hz in header time
+    assert backend.calls + stats.superseded == 3  # a slow model skips, never queues up
+    worker.close()
+
+
+def _frame_answers(question: str) -> tuple[list[str], list[dict], list[dict]]:
+    params = load_parameters(REPO / "config" / "perception.yaml")
+    pipeline = Pipeline(params, RosbagsFactory(get_project_typestore()))
+    truth = {
+        json.loads(r.msg.data)["stamp_ns"]: json.loads(r.msg.data)
+        for r in iter_bag(SHIPPED, ["/ground_truth/scene"])
+    }
+    answers, scenes, gts = [], [], []
+    for rec in iter_bag(SHIPPED):
+        for o in pipeline.process(rec.topic, rec.msg):
+            if o.topic == "scene" and pipeline.frames > 10:  # tracks confirmed by then
+                (answer,) = pipeline.ask(question)
+                answers.append(json.loads(answer.msg.data)["text"])
+                scenes.append(json.loads(o.msg.data))
+                gts.append(truth[o.stamp_ns])
+    return answers, scenes, gts
+
+
+def _visible(gt: dict, min_pixels: int = 300, max_range: float = 50.0) -> list[dict]:
+    return [
+        o for o in gt["objects"] if o["visible_pixels"] >= min_pixels and o["range_m"] <= max_range
+    ]
+
+
+def test_fallback_counts_cars_like_the_ground_truth():
+    """Correct when the count includes every clearly visible car (box at least 16 px tall,
+    at least half visible: the don't-care rule of the detector evaluation) and no more cars
+    than are visible at all."""
+    answers, _, gts = _frame_answers("How many cars?")
+    correct = 0
+    for text, gt in zip(answers, gts, strict=True):
+        n = int(re.match(r"(\d+) car", text).group(1))
+        cars = [o for o in gt["objects"] if o["detection_class"] == "car"]
+        clear = [
+            o
+            for o in cars
+            if o["box_visible"]
+            and o["visibility"] >= 0.5
+            and o["box_visible"][3] - o["box_visible"][1] >= 16
+        ]
+        seen = [o for o in cars if o["visible_pixels"] > 0]
+        correct += len(clear) <= n <= len(seen)
+    print(f"'How many cars?': {correct}/{len(answers)} frames match the ground truth")
+    assert correct / len(answers) >= 0.8
+
+
+def test_fallback_names_the_closest_object_like_the_ground_truth():
+    answers, _, gts = _frame_answers("What is closest?")
+    correct = 0
+    for text, gt in zip(answers, gts, strict=True):
+        nearest = min(_visible(gt, 100), key=lambda o: o["range_m"])
+        correct += text.startswith(f"The closest is {nearest['detection_class']} #")
+    print(f"'What is closest?': {correct}/{len(answers)} frames match the ground truth")
+    assert correct / len(answers) >= 0.8
+
+
+def test_fallback_says_whether_anything_approaches_like_the_ground_truth():
+    answers, _, gts = _frame_answers("Is anything approaching?")
+    correct = 0
+    for text, gt in zip(answers, gts, strict=True):
+        closing = False
+        for o in _visible(gt, 100):
+            c = np.array(o["center_base"][:2])
+            rate = float(np.array(o["relative_velocity_base"][:2]) @ (c / np.linalg.norm(c)))
+            closing |= rate < -1.0
+        correct += text.startswith("Yes") == closing
+    print(f"'Is anything approaching?': {correct}/{len(answers)} frames match the ground truth")
+    assert correct / len(answers) >= 0.8
+
+
+def test_fallback_says_plainly_when_it_cannot_answer():
+    text = GroundedFallback().answer("What colour is the sky?", [IMAGE], SCENE)
+    assert text.startswith("I cannot answer that")
+
+
+def test_clip_onnx_similarity_with_random_weight_encoders(tmp_path):
+    """Tiny CLIP-style encoders with RANDOM weights, exported to ONNX: checks loading,
+    preprocessing, tokenising and scoring, not recognition quality."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from multimodal_perception.perception.multimodal import ClipOnnx
+
+    torch.manual_seed(0)
+    image_encoder = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 8, 8),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 16),
+    )
+    text_encoder = torch.nn.Sequential(
+        torch.nn.Embedding(64, 16), torch.nn.Flatten(), torch.nn.Linear(16 * 77, 16)
+    )
+    torch.onnx.export(
+        image_encoder,
+        torch.zeros(1, 3, 224, 224),
+        str(tmp_path / "image_encoder.onnx"),
+        input_names=["pixels"],
+        dynamic_axes={"pixels": {0: "n"}},
+        dynamo=False,
+    )
+    torch.onnx.export(
+        text_encoder,
+        torch.zeros(1, 77, dtype=torch.long),
+        str(tmp_path / "text_encoder.onnx"),
+        input_names=["ids"],
+        dynamic_axes={"ids": {0: "n"}},
+        dynamo=False,
+    )
+    words = ["<unk>", "a", "photo", "of", "car", "person", "bus", "forklift"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    clip = ClipOnnx(tmp_path)
+    crops = [IMAGE, IMAGE[::-1].copy(), IMAGE[:40, :40].copy()]
+    scores = clip.similarity(crops, ["car", "person", "forklift"])
+    assert scores.shape == (3, 3)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(clip.similarity(crops, ["car", "person", "forklift"]), scores)
+    assert not np.allclose(scores[0], scores[1])  # other pixels, other scores
+    with pytest.raises(MultimodalError, match=r"missing text_encoder\.onnx"):
+        (tmp_path / "text_encoder.onnx").unlink()
+        ClipOnnx(tmp_path)
