@@ -112,6 +112,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "models.segmenter", "", "Segmenter manifest name ('' = default; 'none' = no segmentation)"
     ),
+    ParamSpec("models.lanes", "", "Drivable-area/lane model ('' = off), e.g. twinlitenet_bdd100k"),
     ParamSpec("models.providers", "tensorrt,cuda,cpu", "onnxruntime providers, in order"),
     ParamSpec("models.threads", 0, "Inference threads per model (0 = onnxruntime default)", 0, 64),
     ParamSpec(

@@ -67,20 +67,6 @@ from .ros_pkg.tf_msgs import tf_message_to_transforms
 
 log = logging.getLogger("multimodal_perception.pipeline")
 
-OUTPUT_TOPICS = (
-    "scene_caption",
-    "answer",
-    "detections_2d",
-    "rejected_2d",
-    "objects_3d",
-    "scene",
-    "scene_text",
-    "markers",
-    "segmentation",
-    "label_info",
-    "debug_image",
-    "diagnostics",
-)
 NS = 1_000_000_000
 
 
@@ -180,6 +166,14 @@ class Pipeline:
                     f"models.segmenter={seg_name!r} is a {seg_manifest.task} model"
                 )
             self.segmenter = Segmenter(seg_manifest, seg_backend, mode=p["segmenter.mode"])
+        self.lanes: Segmenter | None = None
+        if p["models.lanes"]:
+            lanes_manifest, lanes_backend = load_model(p["models.lanes"], directory, options)
+            if lanes_manifest.task != "lanes":
+                raise ModelLoadError(
+                    f"models.lanes={p['models.lanes']!r} is a {lanes_manifest.task} model"
+                )
+            self.lanes = Segmenter(lanes_manifest, lanes_backend)
         self.embedded_default = manifest.trained_by_project
         label_space = "cityscapes"
         if self.segmenter is not None:
@@ -418,6 +412,9 @@ class Pipeline:
         t0 = self._timed("detector", t0)
         segmentation = self.segmenter.segment(camera.bgr) if self.segmenter else None
         t0 = self._timed("segmenter", t0)
+        drivable = self._drivable(camera.bgr) if self.lanes is not None else None
+        if drivable is not None:
+            t0 = self._timed("lanes", t0)
         model = self.camera_model
         if model is None:
             degraded.append("no_camera_info")
@@ -457,6 +454,7 @@ class Pipeline:
             radar_assoc,
             tracked,
             degraded,
+            drivable,
         )
         text = describe_scene(scene, p["description.language"])
         self._timed("describe", t0)
@@ -495,6 +493,19 @@ class Pipeline:
             segmentation,
             camera,
         )
+
+    def _drivable(self, bgr: np.ndarray) -> dict[str, Any]:
+        """Drivable-area and lane-line summary from a lanes model (TwinLiteNet)."""
+        masks = self.lanes.lanes(bgr)
+        h, w = masks.drivable.shape
+        lower = masks.drivable[h // 2 :]
+        ahead = masks.drivable[int(0.7 * h) :, int(0.4 * w) : int(0.6 * w)]
+        return {
+            "model": self.lanes.manifest.name,
+            "drivable_fraction_lower_half": round(float(lower.mean()), 4),
+            "ego_path_drivable": round(float(ahead.mean()), 4),
+            "lane_line_pixels": int(masks.lanes.sum()),
+        }
 
     def _wanted(self, det: Detections) -> Detections:
         wanted = {c.strip() for c in self.params["detector.classes"].split(",") if c.strip()}
@@ -777,6 +788,7 @@ class Pipeline:
         radar_assoc,
         tracked,
         degraded,
+        drivable=None,
     ) -> dict[str, Any]:
         base = self.params["frames.base"]
         ego = self._ego_velocity(frame.stamp_ns)
@@ -858,7 +870,7 @@ class Pipeline:
             "sensors": sensors,
             "degraded": sorted(set(degraded)),
             "objects": objs,
-            "drivable_area": None,
+            "drivable_area": drivable,
             "latency_ms": latency,
             "models": {
                 "detector": self.detector.manifest.name,

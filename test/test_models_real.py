@@ -35,7 +35,7 @@ def labelled_frames():
         (p, DATA / "view_of_delft/lidar/training/label_2" / f"{p.stem}.txt")
         for p in sorted((DATA / "view_of_delft/lidar/training/image_2").glob("*.jpg"))
     ]
-    return frames  # fmt: skip
+    return frames
 
 
 def labels(path: Path):
@@ -64,13 +64,18 @@ def test_large_unoccluded_objects_detected_with_tight_boxes(model_dir, name):
     pedestrian = [712.4, 143.0, 810.73, 307.92]  # KITTI 000000 label
     cases = [
         (DATA / "kitti_object/training/image_2/000000.png", "person", pedestrian),
-        (DATA / "view_of_delft/lidar/training/image_2/01047.jpg", "car",
-         [1434.0, 688.0, 1935.0, 1215.0]),
-    ]  # fmt: skip
+        (
+            DATA / "view_of_delft/lidar/training/image_2/01047.jpg",
+            "car",
+            [1434.0, 688.0, 1935.0, 1215.0],
+        ),
+    ]
     for image, cls, box in cases:
         result = det.detect(cv2.imread(str(image)))
-        best = max((iou(b, box) for b, c in zip(result.boxes, result.labels(), strict=True)
-                    if c == cls), default=0.0)  # fmt: skip
+        best = max(
+            (iou(b, box) for b, c in zip(result.boxes, result.labels(), strict=True) if c == cls),
+            default=0.0,
+        )
         print(f"{name} {image.name} {cls}: best IoU {best:.3f}")
         if name == "yolox_nano_416":  # the default detector; FastestDet is printed only
             assert best >= 0.7, f"{name} {image.name}: {cls} IoU {best:.3f}"
@@ -150,3 +155,40 @@ def test_twinlitenet_drivable_area_is_below_the_horizon(model_dir):
     assert (
         masks.drivable[int(0.6 * h) :].mean() > 0.2 and masks.drivable[: int(0.4 * h)].mean() < 0.02
     )
+
+
+def test_drivable_area_summary_in_the_scene(model_dir):
+    import json
+    import shutil
+
+    from conftest import CACHE
+    from multimodal_perception.bagbuild import build_real_bag
+    from multimodal_perception.describe import SCENE_SCHEMA
+    from multimodal_perception.replay import replay
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+
+    root = CACHE / "test_lanes"
+    shutil.rmtree(root, ignore_errors=True)
+    build_real_bag("kitti_object", DATA, root / "bag")
+    result = replay(
+        [root / "bag"],
+        root / "out",
+        pictures=0,
+        progress=False,
+        overrides={"models.directory": str(model_dir), "models.lanes": "twinlitenet_bdd100k"},
+    )
+    import jsonschema
+
+    scenes = [
+        json.loads(r.msg.data)
+        for r in iter_bag(result.out_dir / "output.mcap", ["/multimodal_perception/scene"])
+    ]
+    assert len(scenes) == 3
+    for scene in scenes:
+        jsonschema.validate(scene, SCENE_SCHEMA)
+        area = scene["drivable_area"]
+        assert area["model"] == "twinlitenet_bdd100k"
+        assert 0.0 <= area["drivable_fraction_lower_half"] <= 1.0
+    # Frame 000001 looks down an open road: its ego path is drivable.
+    assert scenes[1]["drivable_area"]["ego_path_drivable"] > 0.5
+    print("drivable area:", [s["drivable_area"] for s in scenes])
