@@ -148,7 +148,8 @@ MANIFEST_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 def manifest_dir() -> Path:
-    """``models/`` of the source tree, or ``share/multimodal_perception/models`` installed."""
+    """``models/`` of the source tree; else ``share/multimodal_perception/models`` of a
+    colcon install (ament index) or of a plain pip install (``sys.prefix``)."""
     if MANIFEST_DIR.is_dir():
         return MANIFEST_DIR
     try:
@@ -156,7 +157,9 @@ def manifest_dir() -> Path:
 
         return Path(get_package_share_directory("multimodal_perception")) / "models"
     except Exception:
-        return MANIFEST_DIR
+        import sys
+
+        return Path(sys.prefix) / "share" / "multimodal_perception" / "models"
 
 
 def available_manifests(directory: Path | None = None) -> dict[str, ModelManifest]:
