@@ -515,24 +515,25 @@ class Pipeline:
         self.filter_counts["class_not_wanted"] += int((~keep).sum())
         return Detections(det.boxes[keep], det.scores[keep], det.class_ids[keep], det.class_names)
 
-    def _lidar(
-        self, frame: SyncedFrame, T_cam_base, model, degraded: list[str]
-    ) -> LidarFrame | None:
-        partner = frame.partners.get("lidar")
-        if partner is None or T_cam_base is None or model is None:
+    def _partner_points(
+        self, frame: SyncedFrame, sensor: str, degraded: list[str]
+    ) -> tuple[Any, np.ndarray, np.ndarray] | None:
+        """A partner's payload, its points moved to the camera stamp (odometry permitting),
+        and its pose in base_link at its own stamp; None (flagged) without tf."""
+        partner = frame.partners.get(sensor)
+        if partner is None:
             return None
-        _, lidar = partner.msg
-        base = self.params["frames.base"]
+        _, payload = partner.msg
         try:
-            T_base_lidar = self.tf.lookup(base, lidar.frame_id, partner.stamp_ns)
+            T_base = self.tf.lookup(self.params["frames.base"], payload.frame_id, partner.stamp_ns)
         except TransformError as exc:
-            degraded.append(f"no_tf_lidar:{exc.reason}")
+            degraded.append(f"no_tf_{sensor}:{exc.reason}")
             return None
-        xyz = lidar.xyz
+        xyz = payload.xyz
         if self.params["fusion.ego_motion_compensation"]:
             comp = compensate(
                 xyz,
-                lidar.frame_id,
+                payload.frame_id,
                 partner.stamp_ns,
                 frame.stamp_ns,
                 self.tf,
@@ -541,7 +542,18 @@ class Pipeline:
             if comp.applied:
                 xyz = comp.points
             else:
-                degraded.append("lidar_not_motion_compensated")
+                degraded.append(f"{sensor}_not_motion_compensated")
+        return payload, xyz, T_base
+
+    def _lidar(
+        self, frame: SyncedFrame, T_cam_base, model, degraded: list[str]
+    ) -> LidarFrame | None:
+        if T_cam_base is None or model is None:
+            return None
+        found = self._partner_points(frame, "lidar", degraded)
+        if found is None:
+            return None
+        _, xyz, T_base_lidar = found
         return prepare_lidar(xyz, T_base_lidar, T_cam_base, model)
 
     def _ego_velocity(
@@ -562,28 +574,11 @@ class Pipeline:
         return b[:3, :3].T @ v_world, dyaw / dt
 
     def _radar(self, frame: SyncedFrame, degraded: list[str]) -> dict[str, np.ndarray] | None:
-        partner = frame.partners.get("radar")
-        if partner is None:
+        found = self._partner_points(frame, "radar", degraded)
+        if found is None:
             return None
-        _, points = partner.msg
-        base = self.params["frames.base"]
-        try:
-            T = self.tf.lookup(base, points.frame_id, partner.stamp_ns)
-        except TransformError as exc:
-            degraded.append(f"no_tf_radar:{exc.reason}")
-            return None
-        xyz = points.xyz.astype(np.float64)
-        if self.params["fusion.ego_motion_compensation"]:
-            comp = compensate(
-                xyz,
-                points.frame_id,
-                partner.stamp_ns,
-                frame.stamp_ns,
-                self.tf,
-                self.params["frames.fixed"],
-            )
-            xyz = comp.points if comp.applied else xyz
-        xyz_base = xyz @ T[:3, :3].T + T[:3, 3]
+        points, xyz, T = found
+        xyz_base = np.asarray(xyz, dtype=np.float64) @ T[:3, :3].T + T[:3, 3]
         sensor_xy = T[:2, 3]
         velocity = points.radial_velocity.astype(np.float64)
         if not points.over_ground:
