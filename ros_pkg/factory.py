@@ -78,7 +78,7 @@ class RclpyFactory:
                 # Builders fill the Jazzy superset (e.g. Marker.mesh_file); an older
                 # distro's class lacks some of those fields and takes no value for them.
                 continue
-            if field_type == "byte" and isinstance(value, int):
+            if field_type in ("byte", "octet") and isinstance(value, int):
                 value = bytes([value])
             elif isinstance(value, np.ndarray | bytes | bytearray | memoryview):
                 value = _adapt_array(field_type, value)

@@ -11,7 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from ..fusion.transforms import DisconnectedError, ExtrapolationError, UnknownFrameError
+from ..fusion.transforms import (
+    DisconnectedError,
+    ExtrapolationError,
+    TransformError,
+    UnknownFrameError,
+)
 
 
 class Tf2Transforms:
@@ -31,6 +36,8 @@ class Tf2Transforms:
             raise DisconnectedError(str(exc)) from None
         except (tf2_ros.LookupException, tf2_ros.InvalidArgumentException) as exc:
             raise UnknownFrameError(str(exc)) from None
+        except tf2_ros.TransformException as exc:  # any other tf2 failure
+            raise TransformError(str(exc)) from None
         from scipy.spatial.transform import Rotation
 
         q = t.transform.rotation
