@@ -54,7 +54,6 @@ CLASS_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 CORE_WEIGHT = 0.7
-KEEP, DROP = "keep", "drop"
 
 
 @dataclass(frozen=True)

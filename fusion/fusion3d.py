@@ -44,7 +44,6 @@ class Object3D:
     yaw: float  # about base_link z
     source: str  # "lidar" or "camera_only"
     points: int  # lidar points in the chosen cluster
-    lidar_evidence_depths: np.ndarray  # depths (camera z) of the box's lidar points
 
     @property
     def range_m(self) -> float:
@@ -245,7 +244,6 @@ def object_from_lidar(
         yaw,
         "lidar",
         int(cluster.shape[0]),
-        depths,
     )
 
 
@@ -279,4 +277,4 @@ def object_from_camera(
     # The contact point is on the near face: the centre lies half a length further away.
     centre = contact + np.array([np.cos(bearing), np.sin(bearing), 0.0]) * prior[0] / 2
     centre[2] = contact[2] + prior[2] / 2
-    return Object3D(centre, prior, float(bearing), "camera_only", 0, np.zeros(0))
+    return Object3D(centre, prior, float(bearing), "camera_only", 0)

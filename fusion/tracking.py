@@ -80,9 +80,6 @@ class Track:
     def velocity(self) -> np.ndarray:
         return self.x[2:]
 
-    def age_s(self, stamp: int) -> float:
-        return (stamp - self.born_stamp) / 1e9
-
 
 @dataclass
 class Tracker:

@@ -17,7 +17,6 @@ import math
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -1096,14 +1095,3 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def _num(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), 4)
-
-
-def load_pipeline(
-    params_path: str | Path | None, factory: MessageFactory, overrides: dict[str, Any] | None = None
-) -> Pipeline:
-    from .config import load_parameters
-
-    params = load_parameters(params_path)
-    if overrides:
-        params = params.with_overrides(overrides)
-    return Pipeline(params, factory)

@@ -265,7 +265,12 @@ class TransformersVLM:
             self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
             self.model = (
                 AutoModelForImageTextToText.from_pretrained(
-                    path, local_files_only=True, dtype=dtype
+                    # safetensors only: a pickled pytorch_model.bin from a user's directory
+                    # could run code when loaded.
+                    path,
+                    local_files_only=True,
+                    use_safetensors=True,
+                    dtype=dtype,
                 )
                 .to(self.device)
                 .eval()
