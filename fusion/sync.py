@@ -88,7 +88,7 @@ class Partner:
 
 
 @dataclass(frozen=True)
-class SyncedFrame:
+class SyncGroup:
     stamp_ns: int  # the anchor's stamp: the frame's time
     anchor: Any
     partners: dict[str, Partner]
@@ -110,7 +110,7 @@ class Synchronizer:
         self._last_emitted: int | None = None
 
     # -- input -------------------------------------------------------------------------
-    def push(self, sensor: str, stamp_ns: int, msg: Any) -> list[SyncedFrame]:
+    def push(self, sensor: str, stamp_ns: int, msg: Any) -> list[SyncGroup]:
         """Add one message; returns the frames that became complete (in stamp order)."""
         if sensor not in self.counts:
             raise KeyError(f"unknown sensor {sensor!r}; configured: {self.config.sensors}")
@@ -126,7 +126,7 @@ class Synchronizer:
         self._evict()
         return frames
 
-    def flush(self) -> list[SyncedFrame]:
+    def flush(self) -> list[SyncGroup]:
         """End of stream: emit every pending anchor with what arrived, settle all buffers."""
         frames = []
         while self._pending:
@@ -192,9 +192,14 @@ class Synchronizer:
         assert self.clock is not None
         if self.clock >= entry.stamp + self.config.timeout_ns:
             return True
+        # Also wait until no earlier (or same-stamp) anchor can still arrive within the
+        # reorder tolerance: a window that ends before the anchor (offset + max_skew < 0)
+        # passes before the anchor's own stream has.
+        if self.clock <= entry.stamp + self.config.reorder_tolerance_ns:
+            return False
         return all(self._window_passed(s, entry.stamp) for s in self.config.windows)
 
-    def _emit_ready(self) -> list[SyncedFrame]:
+    def _emit_ready(self) -> list[SyncGroup]:
         frames = []
         while self._pending and (
             len(self._pending) > self.config.max_buffer or self._ready(self._pending[0])
@@ -202,7 +207,7 @@ class Synchronizer:
             frames.append(self._emit(self._pending.pop(0)))
         return frames
 
-    def _emit(self, entry: _Entry) -> SyncedFrame:
+    def _emit(self, entry: _Entry) -> SyncGroup:
         partners: dict[str, Partner] = {}
         missing = []
         for sensor, window in self.config.windows.items():
@@ -222,7 +227,7 @@ class Synchronizer:
                 partners[sensor] = Partner(best.stamp, best.msg, best.stamp - target)
         self.counts[self.config.anchor][Outcome.USED] += 1
         self._last_emitted = entry.stamp
-        return SyncedFrame(entry.stamp, entry.msg, partners, tuple(missing))
+        return SyncGroup(entry.stamp, entry.msg, partners, tuple(missing))
 
     def _settle(self, sensor: str, entry: _Entry) -> None:
         if entry.used:

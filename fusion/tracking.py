@@ -91,6 +91,14 @@ class Tracker:
     # After each step: the track of each measurement, in the order given.
     assignment: list[Track] = field(default_factory=list)
 
+    def reset(self) -> None:
+        """Forget every track (time went backwards, or the tracking frame changed); ids
+        keep counting, so a track id never names two objects."""
+        self.tracks.clear()
+        self._stamp = None
+        self.assignment = []
+        self.resets += 1
+
     def _predict(self, track: Track, dt: float) -> None:
         F = np.eye(4)
         F[0, 2] = F[1, 3] = dt

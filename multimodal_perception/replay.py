@@ -118,9 +118,11 @@ def replay(
                     objects_over_time.append(
                         (rel, sum(1 for ob in scene["objects"] if ob["confirmed"]))
                     )
-                    if pipeline.frames - 1 in sample and pipeline.last_debug is not None:
+                    if pipeline.frames - 1 in sample and pipeline.last_result is not None:
                         picture_paths.append(
-                            _picture(out_dir, pipeline.frames - 1, pipeline.last_debug)
+                            _picture(
+                                out_dir, pipeline.frames - 1, pipeline.overlay(pipeline.last_result)
+                            )
                         )
 
         for n, rec in enumerate(records, 1):
@@ -165,17 +167,7 @@ def replay(
     return ReplayResult(out_dir, report)
 
 
-def _picture(out_dir: Path, index: int, debug: dict[str, Any]) -> str:
-    from .overlay import draw_overlay
-
-    image = draw_overlay(
-        debug["bgr"],
-        debug["scene"],
-        debug.get("labels"),
-        debug.get("lidar_uv"),
-        debug.get("lidar_depth"),
-        debug.get("radar_uv"),
-    )
+def _picture(out_dir: Path, index: int, image: np.ndarray) -> str:
     path = out_dir / f"frame_{index:04d}.jpg"
     cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return path.name

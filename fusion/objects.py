@@ -1,0 +1,175 @@
+"""Per-frame object stages after the filter: 3D objects for kept boxes, de-duplication,
+radar association and the tracker's measurements.
+
+Pure functions over the frame's arrays (boxes, the prepared lidar, radar returns in
+base_link); indices refer to the frame's detections throughout, so each stage's result
+can be joined with the others by box index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..ros_pkg.camera_info import CameraModel
+from .fusion3d import LidarFrame, Object3D, object_from_camera, object_from_lidar
+from .radar_assoc import RadarObjectEvidence, associate, associate_in_image
+from .tracking import CLASS_GROUPS, Measurement
+
+DUPLICATE_OVERLAP = 0.7  # share of the smaller box covered by the larger
+DUPLICATE_DISTANCE_M = 1.0  # bird's-eye distance between 3D centres
+
+
+def mask_agreement(lidar: LidarFrame, labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Per projected lidar point: does the segmentation under it agree with the class
+    (``lut[label] > 0``)?"""
+    uv = lidar.projection.uv
+    h, w = labels.shape
+    u = np.clip(uv[:, 0].astype(int), 0, w - 1)
+    v = np.clip(uv[:, 1].astype(int), 0, h - 1)
+    return lut[labels[v, u]] > 0
+
+
+def build_objects(
+    boxes: np.ndarray,
+    classes: Sequence[str],
+    kept: Sequence[int],
+    lidar: LidarFrame | None,
+    camera: CameraModel | None,
+    T_base_cam: np.ndarray | None,
+    mask_ok: dict[int, np.ndarray | None],
+    dbscan_eps: float,
+) -> dict[int, Object3D]:
+    """A 3D object per kept box: from its lidar cluster, else cast onto the ground from
+    the camera; boxes with neither are left out."""
+    objects: dict[int, Object3D] = {}
+    for i in kept:
+        obj = None
+        if lidar is not None:
+            obj = object_from_lidar(boxes[i], classes[i], lidar, mask_ok.get(i), eps=dbscan_eps)
+        if obj is None and camera is not None and T_base_cam is not None:
+            ground = lidar.ground if lidar is not None else None
+            obj = object_from_camera(boxes[i], classes[i], camera, T_base_cam, ground)
+        if obj is not None:
+            objects[i] = obj
+    return objects
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over the smaller box's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(w * h / max(smaller, 1e-9))
+
+
+def deduplicate(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str],
+    kept: Sequence[int],
+    objects: dict[int, Object3D],
+) -> tuple[list[int], dict[int, int]]:
+    """Two kept boxes of one class group that mostly overlap (70 % of the smaller box) or
+    whose 3D centres lie within 1 m are one object seen twice (a rider called both person
+    and cyclist, or a box from a tile and one from the full frame): the higher score stays.
+    Returns the boxes that stay and, for each dropped one, the box it duplicates."""
+    order = sorted(kept, key=lambda i: -float(scores[i]))
+    chosen: list[int] = []
+    duplicates: dict[int, int] = {}
+    for i in order:
+        obj = objects.get(i)
+        group = CLASS_GROUPS.get(classes[i])
+        twin = next(
+            (
+                j
+                for j in chosen
+                if CLASS_GROUPS.get(classes[j]) == group
+                and (
+                    _overlap(boxes[i], boxes[j]) > DUPLICATE_OVERLAP
+                    or (
+                        obj is not None
+                        and j in objects
+                        and np.hypot(*(objects[j].center[:2] - obj.center[:2]))
+                        < DUPLICATE_DISTANCE_M
+                    )
+                )
+            ),
+            None,
+        )
+        if twin is None:
+            chosen.append(i)
+        else:
+            duplicates[i] = twin
+    return sorted(chosen), duplicates
+
+
+def associate_radar(
+    boxes: np.ndarray,
+    kept: Sequence[int],
+    objects: dict[int, Object3D],
+    radar_xyz: np.ndarray,
+    radial_velocity: np.ndarray,
+    sensor_xy: np.ndarray,
+    T_cam_base: np.ndarray | None,
+    camera: CameraModel | None,
+    gate_m: float,
+) -> dict[int, RadarObjectEvidence]:
+    """Radar returns per kept object: bird's-eye gating for lidar objects, image gating
+    for camera-only ones (their 3D position is too uncertain for a metric gate)."""
+    if not objects:
+        return {}
+    lidar_ids = [i for i in kept if i in objects and objects[i].source == "lidar"]
+    cam_ids = [i for i in kept if i in objects and objects[i].source == "camera_only"]
+    result: dict[int, RadarObjectEvidence] = {}
+    if lidar_ids:
+        ev = associate(
+            radar_xyz,
+            radial_velocity,
+            np.array([objects[i].center for i in lidar_ids]),
+            np.array([objects[i].size for i in lidar_ids]),
+            np.array([objects[i].yaw for i in lidar_ids]),
+            sensor_xy,
+            gate_m=gate_m,
+        )
+        result.update(zip(lidar_ids, ev, strict=True))
+    if cam_ids and T_cam_base is not None and camera is not None:
+        ev = associate_in_image(
+            radar_xyz,
+            radial_velocity,
+            boxes[cam_ids],
+            np.array([objects[i].center for i in cam_ids]),
+            T_cam_base,
+            camera,
+            sensor_xy,
+        )
+        result.update(zip(cam_ids, ev, strict=True))
+    return result
+
+
+def measurements(
+    ids: Sequence[int],
+    objects: dict[int, Object3D],
+    classes: Sequence[str],
+    scores: np.ndarray,
+    radar: dict[int, RadarObjectEvidence],
+    T_track_base: np.ndarray,
+) -> list[Measurement]:
+    """Tracker measurements in the tracking frame (``T_track_base``: base_link in it),
+    with the radar's radial velocity along the line of sight where one was associated."""
+    out = []
+    for i in ids:
+        obj = objects[i]
+        xy = (T_track_base[:3, :3] @ obj.center + T_track_base[:3, 3])[:2]
+        ev = radar.get(i)
+        los = None
+        vr = float("nan")
+        if ev is not None and np.isfinite(ev.radial_velocity):
+            u = obj.center[:2] / max(np.linalg.norm(obj.center[:2]), 1e-6)
+            los = T_track_base[:2, :2] @ u
+            vr = ev.radial_velocity
+        out.append(Measurement(xy, classes[i], float(scores[i]), obj.source, vr, los, i))
+    return out

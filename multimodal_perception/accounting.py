@@ -1,0 +1,94 @@
+"""Where every input message went, and the diagnostics built from it.
+
+``account`` folds the synchroniser's outcomes into the ingest counts: per input topic,
+messages in, used, and dropped by reason, where ``in == used + sum(dropped)`` once a
+stream has ended (``pending`` counts what the synchroniser still holds).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from .fusion.sync import Outcome, Synchronizer
+from .ingest import SENSOR_ROLES, Ingest
+from .ros_pkg import outputs as out
+
+
+def account(ingest: Ingest, sync: Synchronizer) -> dict[str, dict[str, Any]]:
+    sensor_topic: dict[str, str] = {}
+    for topic, role in ingest.roles.items():
+        if role in SENSOR_ROLES and ingest.stats[topic].received:
+            sensor_topic[role] = topic
+    pending = sync.pending()
+    report: dict[str, dict[str, Any]] = {}
+    for topic, stats in list(ingest.stats.items()):
+        outcomes = Counter(stats.outcomes)
+        role = ingest.roles.get(topic)
+        if role in sensor_topic and sensor_topic[role] == topic:
+            for outcome, n in sync.counts[role].items():
+                outcomes[outcome.value if isinstance(outcome, Outcome) else outcome] += n
+            if pending.get(role, 0):
+                outcomes["pending"] += pending[role]
+        used = outcomes.pop("used", 0)
+        report[topic] = {
+            "role": role,
+            "in": stats.received,
+            "used": used,
+            "dropped": {k: v for k, v in sorted(outcomes.items()) if v},
+        }
+    return report
+
+
+def diagnostics_statuses(
+    accounting: dict[str, dict[str, Any]],
+    timings: dict[str, list[float]],
+    frames: int,
+    multimodal: Any | None,
+) -> list[out.StatusReport]:
+    statuses = []
+    for topic, row in sorted(accounting.items()):
+        level = out.WARN if sum(row["dropped"].values()) > row["used"] else out.OK
+        statuses.append(
+            out.StatusReport(
+                f"multimodal_perception: input {topic}",
+                level,
+                f"{row['in']} in, {row['used']} used",
+                values={
+                    "in": row["in"],
+                    "used": row["used"],
+                    **{f"dropped.{k}": v for k, v in row["dropped"].items()},
+                },
+            )
+        )
+    stage_ms = {f"{k}.ms_median": f"{np.median(v[-100:]):.2f}" for k, v in timings.items() if v}
+    if multimodal is not None:
+        st, cache = multimodal.stats, multimodal.cache
+        statuses.append(
+            out.StatusReport(
+                "multimodal_perception: multimodal model",
+                out.WARN if st.errors else out.OK,
+                f"{multimodal.backend.name}: {st.model_calls} calls",
+                values={
+                    "offered": st.offered,
+                    "skipped_rate": st.skipped_rate,
+                    "superseded": st.superseded,
+                    "model_calls": st.model_calls,
+                    "errors": st.errors,
+                    "questions": st.questions,
+                    "cache_hit_rate": f"{cache.hit_rate:.3f}",
+                    "cache_saved_s": f"{cache.saved_s:.3f}",
+                },
+            )
+        )
+    statuses.append(
+        out.StatusReport(
+            "multimodal_perception: pipeline",
+            out.OK,
+            f"{frames} frames",
+            values={"frames": frames, **stage_ms},
+        )
+    )
+    return statuses

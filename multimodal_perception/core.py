@@ -1,0 +1,254 @@
+"""The frame core: ``FrameCore.step(SyncedFrame) -> FrameResult``, the data path itself.
+
+Pure data in, data out: no messages, no I/O, no wall clock (stage timings come from an
+injected clock). The stages, in order, each owned by its module:
+
+1. detect         perception.detector    2D boxes of the wanted classes
+2. segment        perception.segmenter   class-id image (and lanes, when configured)
+3. project        fusion.fusion3d        lidar: ground removed, projected; radar projected
+4. filter         fusion.consistency     keep or reject each box, with a reason
+                  fusion.box_evidence    (lidar and radar evidence per box)
+5. fuse 3D        fusion.objects         a 3D object per kept box, duplicates merged,
+                                         radar returns associated
+6. track          fusion.tracking        Kalman + Hungarian in the fixed frame
+7. describe       scene, describe        the scene (mmp.scene/1) and its text
+
+State across frames: the tracker and the frame it tracks in. Everything else is per frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from .config import Parameters
+from .describe import describe_scene
+from .frame import FrameResult, SyncedFrame
+from .fusion.box_evidence import lidar_box_evidence, radar_box_evidence
+from .fusion.consistency import ConsistencyFilter, Decision, FilterConfig
+from .fusion.fusion3d import LidarFrame, prepare_lidar
+from .fusion.objects import (
+    associate_radar,
+    build_objects,
+    deduplicate,
+    mask_agreement,
+    measurements,
+)
+from .fusion.projection import Projection, project_points
+from .fusion.tracking import Track, Tracker, TrackerConfig
+from .perception.detector import Detections
+from .perception.segmenter import Segmentation
+from .perception.stack import ModelStack
+from .scene import build_scene
+
+
+def filter_config(p: Parameters, label_space: str) -> FilterConfig:
+    thresholds = {
+        k.rsplit(".", 1)[1]: v for k, v in p.values.items() if k.startswith("filter.threshold.")
+    }
+    return FilterConfig(
+        label_space=label_space,
+        default_threshold=p["filter.default_threshold"],
+        thresholds=thresholds,
+        enabled=bool(p["filter.enabled"]),
+    )
+
+
+def tracker_config(p: Parameters) -> TrackerConfig:
+    return TrackerConfig(
+        confirm_hits=int(p["tracking.confirm_hits"]),
+        max_missed_s=float(p["tracking.max_missed_s"]),
+    )
+
+
+def select_classes(det: Detections, wanted: set[str]) -> tuple[Detections, int]:
+    """The detections of the wanted classes (all when ``wanted`` is empty), and how many
+    were left out."""
+    if not wanted:
+        return det, 0
+    keep = np.array([det.class_names[c] in wanted for c in det.class_ids], dtype=bool)
+    return (
+        Detections(det.boxes[keep], det.scores[keep], det.class_ids[keep], det.class_names),
+        int((~keep).sum()),
+    )
+
+
+class _Laps:
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.t = clock()
+        self.ms: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = self.clock()
+        self.ms[name] = (now - self.t) * 1e3
+        self.t = now
+
+
+class FrameCore:
+    def __init__(
+        self,
+        params: Parameters,
+        models: ModelStack,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.params = params
+        self.models = models
+        self.clock = clock
+        self.filter = ConsistencyFilter(
+            models.detector.class_names,
+            models.segmenter.class_names if models.segmenter else (),
+            filter_config(params, models.label_space),
+        )
+        self.tracker = Tracker(tracker_config(params))
+        self.tracking_frame = params["frames.base"]
+        self._T_track_base = np.eye(4)
+        self._last_odometry_ns: int | None = None
+
+    def update_parameters(self, params: Parameters) -> None:
+        """Run-time changes: filter thresholds, score threshold, tracking, description."""
+        self.params = params
+        self.filter.config = filter_config(params, self.filter.config.label_space)
+        if params["detector.score_threshold"] >= 0:
+            self.models.detector.set_score_threshold(params["detector.score_threshold"])
+        self.tracker.config = tracker_config(params)
+
+    def reset_time(self) -> None:
+        """Header time went backwards: drop the tracks, keep the ids unique."""
+        self.tracker.reset()
+        self._last_odometry_ns = None
+
+    @property
+    def wanted(self) -> set[str]:
+        return {c.strip() for c in self.params["detector.classes"].split(",") if c.strip()}
+
+    # -- the stages ----------------------------------------------------------------------
+    def step(self, frame: SyncedFrame) -> FrameResult:
+        p = self.params
+        laps = _Laps(self.clock)
+        degraded = list(frame.degraded)
+        det, unwanted = select_classes(self.models.detector(frame.image), self.wanted)
+        laps.lap("detector")
+        seg = self.models.segmenter.segment(frame.image) if self.models.segmenter else None
+        laps.lap("segmenter")
+        drivable = self.models.drivable(frame.image)
+        if drivable is not None:
+            laps.lap("lanes")
+        lidar, radar_proj = self._project(frame)
+        laps.lap("project")
+        decisions = self._judge(det, seg, lidar, radar_proj, frame)
+        laps.lap("filter")
+        classes = det.labels()
+        kept = [i for i, d in enumerate(decisions) if d.keep]
+        mask_ok = {}
+        if lidar is not None and seg is not None:
+            for i in kept:
+                lut = self.filter.luts[int(det.class_ids[i])]
+                mask_ok[i] = mask_agreement(lidar, seg.labels, lut) if lut is not None else None
+        T_base_cam = np.linalg.inv(frame.T_cam_base) if frame.T_cam_base is not None else None
+        objects = build_objects(
+            det.boxes, classes, kept, lidar, frame.camera, T_base_cam, mask_ok,
+            float(p["fusion.dbscan_eps"]),
+        )  # fmt: skip
+        kept, duplicates = deduplicate(det.boxes, det.scores, classes, kept, objects)
+        objects = {i: objects[i] for i in kept if i in objects}
+        radar = {}
+        if frame.radar is not None:
+            radar = associate_radar(
+                det.boxes, kept, objects, frame.radar.xyz, frame.radar.radial_velocity,
+                frame.radar.sensor_xy, frame.T_cam_base, frame.camera,
+                float(p["fusion.radar_gate_m"]),
+            )  # fmt: skip
+        laps.lap("fusion3d")
+        tracks = self._track(frame, det, classes, kept, objects, radar, degraded)
+        laps.lap("tracking")
+        scene = build_scene(
+            frame, p["frames.base"], det, decisions, kept, objects, radar, tracks,
+            self.tracking_frame, self._T_track_base, degraded, self.models.describe(),
+            laps.ms, drivable,
+        )  # fmt: skip
+        text = describe_scene(scene, p["description.language"])
+        laps.lap("describe")
+        return FrameResult(
+            stamp_ns=frame.stamp_ns,
+            camera_frame=frame.camera_frame,
+            image=frame.image,
+            detections=det,
+            decisions=decisions,
+            kept=kept,
+            duplicates=duplicates,
+            objects=objects,
+            radar=radar,
+            tracks=tracks,
+            tracking_frame=self.tracking_frame,
+            segmentation=seg,
+            scene=scene,
+            text=text,
+            timings_ms=laps.ms,
+            unwanted=unwanted,
+            degraded=tuple(sorted(set(degraded))),
+            lidar_uv=lidar.projection.uv if lidar is not None else None,
+            lidar_depth=lidar.projection.depth if lidar is not None else None,
+            radar_uv=radar_proj.uv if radar_proj is not None else None,
+        )
+
+    def _project(self, frame: SyncedFrame) -> tuple[LidarFrame | None, Projection | None]:
+        if frame.camera is None or frame.T_cam_base is None:
+            return None, None
+        lidar = None
+        if frame.lidar is not None:
+            lidar = prepare_lidar(
+                frame.lidar.xyz, frame.lidar.T_base_lidar, frame.T_cam_base, frame.camera
+            )
+        radar = None
+        if frame.radar is not None and len(frame.radar.xyz):
+            radar = project_points(frame.radar.xyz, frame.T_cam_base, frame.camera)
+        return lidar, radar
+
+    def _judge(
+        self,
+        det: Detections,
+        seg: Segmentation | None,
+        lidar: LidarFrame | None,
+        radar: Projection | None,
+        frame: SyncedFrame,
+    ) -> list[Decision]:
+        lidar_ev = radar_ev = np.zeros(len(det))
+        if lidar is not None:
+            lidar_ev = lidar_box_evidence(det.boxes, lidar.projection)
+        if radar is not None and frame.radar is not None:
+            radar_ev = radar_box_evidence(det.boxes, radar, frame.radar.radial_velocity)
+        height, width = frame.image.shape[:2]
+        labels = seg.labels if seg is not None else None
+        return self.filter.decide(
+            det.boxes, det.class_ids, labels, (width, height), lidar_ev, radar_ev
+        )
+
+    def _track(self, frame, det, classes, kept, objects, radar, degraded) -> dict[int, Track]:
+        """Track in the fixed frame while odometry lasts. A frame without odometry leaves
+        the tracker where it is (its tracks coast) unless odometry has been gone longer
+        than a track lives; then tracking restarts in base_link, with new ids."""
+        base, fixed = self.params["frames.base"], self.params["frames.fixed"]
+        stamp = frame.stamp_ns
+        if frame.T_fixed_base is not None:
+            if self.tracking_frame != fixed and self.tracker.tracks:
+                self.tracker.reset()  # positions in base_link mean nothing in odom
+            self.tracking_frame, self._T_track_base = fixed, frame.T_fixed_base
+            self._last_odometry_ns = stamp
+        else:
+            degraded.append("no_odometry")
+            lost_ns = self.tracker.config.max_missed_s * 1e9
+            recent = (
+                self._last_odometry_ns is not None and stamp - self._last_odometry_ns <= lost_ns
+            )
+            if self.tracking_frame == fixed and recent:
+                return {}
+            if self.tracking_frame != base and self.tracker.tracks:
+                self.tracker.reset()
+            self.tracking_frame, self._T_track_base = base, np.eye(4)
+        ids = [i for i in kept if i in objects]
+        ms = measurements(ids, objects, classes, det.scores, radar, self._T_track_base)
+        self.tracker.step(stamp, ms)
+        return dict(zip(ids, self.tracker.assignment, strict=True))

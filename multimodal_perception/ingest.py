@@ -1,0 +1,156 @@
+"""Ingest: input messages -> decoded numpy payloads, with per-topic accounting.
+
+Owns the topic -> role map (camera, camera_info, lidar, radar, tf, tf_static) and the
+count of every message received per topic: used, or dropped with a reason. Decoding a
+message never raises: a message that cannot be decoded is counted with its reason
+(the typed ``MessageError`` reason, ``bad_<role>`` for values out of range, or
+``undecodable`` for anything else, such as a message of the wrong type) and logged with
+the topic and the error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .config import Parameters
+from .fusion.transforms import TransformError
+from .ros_pkg.camera_info import CameraModel, camera_info_to_model
+from .ros_pkg.errors import MessageError
+from .ros_pkg.image import compressed_to_bgr8, image_to_bgr8
+from .ros_pkg.pointcloud import cloud_to_xyz
+from .ros_pkg.radar import (
+    RadarPoints,
+    radar_cloud_to_points,
+    radar_scan_to_points,
+    radar_tracks_to_arrays,
+)
+from .ros_pkg.stamps import header_stamp_ns
+from .ros_pkg.tf_msgs import tf_message_to_transforms
+
+log = logging.getLogger("multimodal_perception.ingest")
+
+SENSOR_ROLES = ("camera", "lidar", "radar")
+
+
+@dataclass(frozen=True)
+class CameraImage:
+    bgr: np.ndarray  # (H, W, 3) uint8
+    frame_id: str
+
+
+@dataclass(frozen=True)
+class LidarCloud:
+    xyz: np.ndarray  # (N, 3) float32, finite
+    frame_id: str
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One decoded input: a sensor sample (camera, lidar, radar) with its header stamp,
+    a calibration (camera_info) or transforms (tf, tf_static; ``stamp_ns`` None)."""
+
+    topic: str
+    role: str
+    stamp_ns: int | None
+    payload: Any  # CameraImage | LidarCloud | RadarPoints | CameraModel | list of transforms
+
+
+@dataclass
+class TopicStats:
+    received: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def topic_roles(p: Parameters) -> dict[str, str]:
+    return {
+        p["topics.camera"]: "camera",
+        p["topics.camera_compressed"]: "camera",
+        p["topics.camera_info"]: "camera_info",
+        p["topics.lidar"]: "lidar",
+        p["topics.radar"]: "radar",
+        p["topics.tf"]: "tf",
+        p["topics.tf_static"]: "tf_static",
+    }
+
+
+def _radar_payload(msg: Any) -> RadarPoints:
+    if hasattr(msg, "returns"):
+        return radar_scan_to_points(msg)
+    if hasattr(msg, "tracks"):
+        tracks = radar_tracks_to_arrays(msg)
+        # Tracks become points at their centroids with their velocity's radial part.
+        rng = np.linalg.norm(tracks.position, axis=1)
+        radial = np.einsum("ij,ij->i", tracks.velocity, tracks.position) / np.maximum(rng, 1e-6)
+        return RadarPoints(
+            tracks.stamp_ns,
+            tracks.frame_id,
+            tracks.position.astype(np.float32),
+            radial.astype(np.float32),
+            np.full(len(rng), np.nan, np.float32),
+            "track_velocity",
+        )
+    if hasattr(msg, "fields"):
+        return radar_cloud_to_points(msg)
+    msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
+    raise ValueError(f"radar message of type {msgtype} is not supported")
+
+
+def decode_payload(role: str, msg: Any) -> Any:
+    """The numpy payload of one message of a role (raises the decoders' errors)."""
+    if role in ("tf", "tf_static"):
+        return tf_message_to_transforms(msg)
+    if role == "camera_info":
+        return camera_info_to_model(msg)
+    if role == "camera":
+        bgr = compressed_to_bgr8(msg) if hasattr(msg, "format") else image_to_bgr8(msg)
+        return CameraImage(bgr, str(msg.header.frame_id))
+    if role == "lidar":
+        xyz, _ = cloud_to_xyz(msg)
+        return LidarCloud(xyz, str(msg.header.frame_id))
+    return _radar_payload(msg)
+
+
+class Ingest:
+    def __init__(self, params: Parameters) -> None:
+        self.roles = topic_roles(params)
+        self.stats: dict[str, TopicStats] = defaultdict(TopicStats)
+
+    def decode(self, topic: str, msg: Any) -> Decoded | None:
+        """None for a topic of no role (not counted) or a message dropped (counted)."""
+        role = self.roles.get(topic)
+        if role is None:
+            return None
+        stats = self.stats[topic]
+        stats.received += 1
+        msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
+        try:
+            payload = decode_payload(role, msg)
+            stamp = None if role in ("tf", "tf_static") else header_stamp_ns(msg, msgtype)
+            if isinstance(payload, CameraModel | list):
+                stats.outcomes["used"] += 1  # state: used as soon as it is applied
+        except MessageError as exc:
+            return self._drop(topic, exc.reason, exc)
+        except (ValueError, TransformError) as exc:
+            return self._drop(topic, f"bad_{role}", exc)
+        except Exception as exc:  # a message of the wrong type, a decoder bug: never fatal
+            return self._drop(topic, "undecodable", exc)
+        return Decoded(topic, role, stamp, payload)
+
+    def _drop(self, topic: str, reason: str, exc: Exception) -> None:
+        self.stats[topic].outcomes[reason] += 1
+        log.warning("%s: dropped (%s): %s: %s", topic, reason, type(exc).__name__, exc)
+        return None
+
+    def count(self, topic: str, outcome: str, delta: int = 1) -> None:
+        """An outcome decided after decoding (``received`` unchanged)."""
+        self.stats[topic].outcomes[outcome] += delta
+
+    def count_dropped(self, topic: str, reason: str) -> None:
+        """A message dropped before decoding (e.g. by a transport queue)."""
+        self.stats[topic].received += 1
+        self.stats[topic].outcomes[reason] += 1

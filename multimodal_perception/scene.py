@@ -1,0 +1,132 @@
+"""The structured scene description of one frame (schema ``mmp.scene/1``).
+
+Built from the core's stage results; ``describe.py`` turns it into text and holds the
+schema. Velocities: ``velocity`` and ``speed_mps`` are over ground in base_link axes
+(tracked in the fixed frame) or relative to the ego (tracked in base_link, without
+odometry); ``range_rate_mps`` is along the line of sight, relative to the ego.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .describe import SCHEMA_ID, bearing_deg
+from .frame import SyncedFrame
+from .fusion.consistency import Decision
+from .fusion.fusion3d import Object3D
+from .fusion.radar_assoc import RadarObjectEvidence
+from .fusion.tracking import Track
+from .perception.detector import Detections
+
+LATENCY_STAGES = ("detector", "segmenter", "align", "project", "filter", "fusion3d", "tracking")
+
+
+def _num(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 4)
+
+
+def _velocities(
+    track: Track | None,
+    obj: Object3D | None,
+    R_base_track: np.ndarray,
+    over_ground: bool,
+    frame: SyncedFrame,
+) -> tuple[list[float] | None, float | None, float | None]:
+    if track is None or obj is None or not track.confirmed:
+        return None, None, None
+    if not (track.velocity_observed or track.hits >= 3):
+        return None, None, None
+    v_base = R_base_track[:2, :2] @ track.velocity
+    velocity = [round(float(v_base[0]), 3), round(float(v_base[1]), 3)]
+    speed = round(float(np.hypot(*v_base)), 3)
+    if over_ground:
+        rel = v_base - (frame.ego.velocity[:2] if frame.ego is not None else 0.0)
+    else:  # tracked in base_link: velocities are already relative to the ego
+        rel = v_base
+    u = obj.center[:2] / max(np.linalg.norm(obj.center[:2]), 1e-6)
+    return velocity, speed, round(float(rel @ u), 3)
+
+
+def build_scene(
+    frame: SyncedFrame,
+    base_frame: str,
+    detections: Detections,
+    decisions: Sequence[Decision],
+    kept: Sequence[int],
+    objects: dict[int, Object3D],
+    radar: dict[int, RadarObjectEvidence],
+    tracks: dict[int, Track],
+    tracking_frame: str,
+    T_track_base: np.ndarray,
+    degraded: Sequence[str],
+    models: dict[str, Any],
+    latency_ms: dict[str, float],
+    drivable: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    R_base_track = T_track_base[:3, :3].T
+    over_ground = tracking_frame != base_frame
+    objs = []
+    for i in kept:
+        d = decisions[i]
+        obj = objects.get(i)
+        track = tracks.get(i)
+        sensors = ["camera"]
+        if obj is not None and obj.source == "lidar":
+            sensors.append("lidar")
+        ev = radar.get(i)
+        if ev is not None and ev.count:
+            sensors.append("radar")
+        velocity, speed, range_rate = _velocities(track, obj, R_base_track, over_ground, frame)
+        objs.append(
+            {
+                "track_id": track.track_id if track is not None else None,
+                "confirmed": bool(track is not None and track.confirmed),
+                "class": detections.class_names[detections.class_ids[i]],
+                "score": round(float(detections.scores[i]), 4),
+                "consistency": {
+                    "reason": d.reason,
+                    "semantic": _num(d.semantic),
+                    "lidar": _num(d.lidar),
+                    "radar": _num(d.radar),
+                    "evidence": _num(d.evidence),
+                },
+                "box_2d": [round(float(v), 2) for v in detections.boxes[i]],
+                "center": [round(float(v), 3) for v in obj.center] if obj else None,
+                "size": [round(float(v), 3) for v in obj.size] if obj else None,
+                "yaw": round(float(obj.yaw), 4) if obj else None,
+                "range_m": round(obj.range_m, 3) if obj else None,
+                "bearing_deg": round(bearing_deg(obj.center[0], obj.center[1]), 2) if obj else None,
+                "velocity": velocity,
+                "speed_mps": speed,
+                "range_rate_mps": range_rate,
+                "sensors": sensors,
+                "source": obj.source if obj else "image_only",
+            }
+        )
+    sensors: dict[str, Any] = {
+        "camera": {"present": True, "stamp_ns": frame.stamp_ns, "skew_ms": 0.0}
+    }
+    for name in ("lidar", "radar"):
+        part = frame.partners.get(name)
+        sensors[name] = {
+            "present": part is not None,
+            "stamp_ns": part.stamp_ns if part else None,
+            "skew_ms": round(part.skew_ns / 1e6, 3) if part else None,
+        }
+    return {
+        "schema": SCHEMA_ID,
+        "stamp_ns": frame.stamp_ns,
+        "frame_id": base_frame,
+        "camera_frame_id": frame.camera_frame,
+        "tracking_frame": tracking_frame,
+        "sensors": sensors,
+        "degraded": sorted(set(degraded)),
+        "objects": objs,
+        "drivable_area": drivable,
+        "latency_ms": {k: round(v, 3) for k, v in latency_ms.items() if k in LATENCY_STAGES},
+        "models": models,
+    }

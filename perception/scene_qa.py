@@ -1,0 +1,77 @@
+"""Captions and questions about the latest frame: the multimodal model's front door.
+
+With ``vlm.backend`` none, questions are answered at once from the structured scene (the
+grounded fallback) and there are no captions; with a model, frames are offered to its
+worker (rate-limited in header time, never waiting) and questions queue there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from .multimodal import GroundedFallback, OpenAIChatVLM, TransformersVLM
+from .multimodal_worker import MultimodalResult, MultimodalWorker
+
+log = logging.getLogger("multimodal_perception.scene_qa")
+
+
+def make_worker(p: Any) -> MultimodalWorker | None:
+    """The caption worker for a configured model (``vlm.*`` parameters); None: off."""
+    kind = p["vlm.backend"]
+    if kind == "none":
+        log.info("vlm.backend is none: no captions; questions use the grounded fallback")
+        return None
+    if kind == "transformers":
+        backend = TransformersVLM(p["vlm.model_dir"])
+    else:
+        if not p["vlm.endpoint"]:
+            raise ValueError("vlm.backend=openai needs vlm.endpoint")
+        backend = OpenAIChatVLM(p["vlm.endpoint"], p["vlm.model"], timeout_s=p["vlm.timeout_s"])
+    return MultimodalWorker(backend, rate_hz=p["vlm.rate_hz"])
+
+
+class SceneQA:
+    def __init__(self, worker: MultimodalWorker | None) -> None:
+        self.worker = worker
+        self._last: tuple[int, np.ndarray, dict[str, Any]] | None = None
+
+    def offer(self, stamp_ns: int, image: np.ndarray, scene: dict[str, Any]) -> None:
+        self._last = (stamp_ns, image, scene)
+        if self.worker is not None:
+            self.worker.offer_frame(stamp_ns, image, scene)  # never waits
+
+    def ask(self, question: str) -> list[MultimodalResult]:
+        """Answered now (no frame yet, or no model), or queued for the model ([])."""
+        if self._last is None:
+            text = "No frame has been processed yet."
+            return [
+                MultimodalResult("answer", 0, text, "grounded_fallback", 0.0, question=question)
+            ]
+        stamp, image, scene = self._last
+        if self.worker is not None:
+            self.worker.ask(question, stamp, image, scene)
+            return []
+        t0 = time.perf_counter()
+        text = GroundedFallback().answer(question, [image], scene)
+        latency_ms = (time.perf_counter() - t0) * 1e3
+        return [
+            MultimodalResult(
+                "answer", stamp, text, "grounded_fallback", latency_ms, question=question
+            )
+        ]
+
+    def poll(self) -> list[MultimodalResult]:
+        return self.worker.results() if self.worker is not None else []
+
+    def close(self) -> list[MultimodalResult]:
+        """Wait for the worker, stop it; its last results."""
+        if self.worker is None:
+            return []
+        self.worker.wait_idle()
+        results = self.worker.results()
+        self.worker.close()
+        return results

@@ -1,0 +1,104 @@
+"""The models of one pipeline, loaded from the parameters: detector, segmenter, lanes.
+
+Names come from ``models.detector`` / ``models.segmenter`` / ``models.lanes`` or the
+defaults for the model directory (``perception.models``); each is checked against its
+manifest's task. Without a real model directory the project-trained tiny models load,
+and ``embedded_default`` says so wherever results are reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .detector import Detector, TilingConfig
+from .models import default_model, load_model, model_directory
+from .runtime import ModelLoadError, RuntimeOptions
+from .segmenter import Segmenter
+
+log = logging.getLogger("multimodal_perception.models")
+
+
+@dataclass
+class ModelStack:
+    detector: Detector
+    segmenter: Segmenter | None
+    lanes: Segmenter | None
+    embedded_default: bool
+
+    @property
+    def label_space(self) -> str:
+        if self.segmenter is None:
+            return "cityscapes"
+        return self.segmenter.manifest.decoder_params.get("label_space", "cityscapes")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector.manifest.name,
+            "segmenter": self.segmenter.manifest.name if self.segmenter else None,
+            "embedded_default": self.embedded_default,
+        }
+
+    def drivable(self, bgr: np.ndarray) -> dict[str, Any] | None:
+        """Drivable-area and lane-line summary from a lanes model (TwinLiteNet)."""
+        if self.lanes is None:
+            return None
+        masks = self.lanes.lanes(bgr)
+        h, w = masks.drivable.shape
+        lower = masks.drivable[h // 2 :]
+        ahead = masks.drivable[int(0.7 * h) :, int(0.4 * w) : int(0.6 * w)]
+        return {
+            "model": self.lanes.manifest.name,
+            "drivable_fraction_lower_half": round(float(lower.mean()), 4),
+            "ego_path_drivable": round(float(ahead.mean()), 4),
+            "lane_line_pixels": int(masks.lanes.sum()),
+        }
+
+
+def _checked(name: str, task: str, key: str, directory: Any, options: RuntimeOptions) -> Any:
+    manifest, backend = load_model(name, directory, options)
+    if manifest.task != task:
+        raise ModelLoadError(f"{key}={name!r} is a {manifest.task} model, not {task}")
+    return manifest, backend
+
+
+def load_models(p: Any) -> ModelStack:
+    """``p``: the pipeline's Parameters (``models.*``, ``detector.*``, ``segmenter.mode``)."""
+    directory = model_directory(p["models.directory"] or None)
+    options = RuntimeOptions(
+        providers=tuple(s.strip() for s in p["models.providers"].split(",")),
+        intra_op_threads=int(p["models.threads"]),
+    )
+    det_name = p["models.detector"] or default_model("detection", directory)
+    manifest, backend = load_model(det_name, directory, options)
+    threshold = p["detector.score_threshold"]
+    tiling = TilingConfig(
+        enabled=bool(p["detector.tiling"]),
+        size=int(p["detector.tile_size"]) or None,
+        overlap=float(p["detector.tile_overlap"]),
+    )
+    detector = Detector(manifest, backend, threshold if threshold >= 0 else None, tiling)
+    segmenter = None
+    seg_name = p["models.segmenter"] or default_model("segmentation", directory)
+    if seg_name != "none":
+        seg_manifest, seg_backend = _checked(
+            seg_name, "segmentation", "models.segmenter", directory, options
+        )
+        segmenter = Segmenter(seg_manifest, seg_backend, mode=p["segmenter.mode"])
+    lanes = None
+    if p["models.lanes"]:
+        lanes_manifest, lanes_backend = _checked(
+            p["models.lanes"], "lanes", "models.lanes", directory, options
+        )
+        lanes = Segmenter(lanes_manifest, lanes_backend)
+    if manifest.trained_by_project:
+        log.warning(
+            "no real model directory: using the project-trained models %s / %s, "
+            "trained on the synthetic world only",
+            det_name,
+            seg_name,
+        )
+    return ModelStack(detector, segmenter, lanes, manifest.trained_by_project)
