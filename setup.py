@@ -58,7 +58,7 @@ setup(
     extras_require={
         "torch": ["torch>=2.1", "onnx>=1.14"],
         "vlm": ["transformers>=4.45", "tokenizers>=0.19"],
-        "test": ["pytest>=7", "ruff"],
+        "test": ["pytest>=7", "ruff", "hypothesis>=6.100"],
     },
     zip_safe=False,
     entry_points={
