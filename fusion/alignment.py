@@ -56,6 +56,7 @@ def _partner_points(
     tf: TransformSource,
     config: AlignConfig,
     degraded: list[str],
+    notes: list[str],
 ) -> tuple[Any, np.ndarray, np.ndarray] | None:
     """A partner's payload, its points moved to the camera stamp (odometry permitting),
     and its pose in base_link at its own stamp; None (flagged) without tf."""
@@ -67,6 +68,7 @@ def _partner_points(
         T_base = tf.lookup(config.base_frame, payload.frame_id, partner.stamp_ns)
     except TransformError as exc:
         degraded.append(f"no_tf_{sensor}:{exc.reason}")
+        notes.append(f"{sensor} header.frame_id={payload.frame_id!r}: {exc}")
         return None
     xyz = payload.xyz
     if config.motion_compensation:
@@ -92,12 +94,16 @@ def align(
     _, camera = group.anchor
     stamp = group.stamp_ns
     degraded: list[str] = [f"no_{s}" for s in group.missing]
+    notes: list[str] = []
     model = camera_model
     height, width = camera.bgr.shape[:2]
     if model is None:
         degraded.append("no_camera_info")
     elif (model.width, model.height) != (width, height):
         degraded.append("camera_info_size_mismatch")
+        notes.append(
+            f"CameraInfo width x height = {model.width} x {model.height}, image {width} x {height}"
+        )
         model = None
     cam_frame = camera.frame_id or (model.frame_id if model else "")
     T_cam_base = None
@@ -106,9 +112,10 @@ def align(
             T_cam_base = tf.lookup(cam_frame, config.base_frame, stamp)
         except TransformError as exc:
             degraded.append(f"no_tf_camera:{exc.reason}")
+            notes.append(f"camera header.frame_id={cam_frame!r}: {exc}")
     lidar = None
     if T_cam_base is not None:  # lidar serves only through the image
-        found = _partner_points(group, "lidar", tf, config, degraded)
+        found = _partner_points(group, "lidar", tf, config, degraded, notes)
         if found is not None:
             lidar = LidarSweep(found[1], found[2])
     try:
@@ -117,7 +124,7 @@ def align(
         T_fixed_base = None
     ego = ego_motion(tf, config.fixed_frame, config.base_frame, stamp, config.ego_velocity_dt_ns)
     radar = None
-    found = _partner_points(group, "radar", tf, config, degraded)
+    found = _partner_points(group, "radar", tf, config, degraded, notes)
     if found is not None:
         points, xyz, T = found
         xyz_base = np.asarray(xyz, dtype=np.float64) @ T[:3, :3].T + T[:3, 3]
@@ -144,4 +151,5 @@ def align(
         ego=ego,
         partners=partners,
         degraded=tuple(degraded),
+        notes=tuple(notes),
     )

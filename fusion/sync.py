@@ -126,6 +126,16 @@ class Synchronizer:
         self._evict()
         return frames
 
+    def advance(self, clock_ns: int) -> list[SyncGroup]:
+        """The header clock reached ``clock_ns`` without a message (a live node's timer):
+        anchors whose timeout passed are emitted with what arrived."""
+        if self.clock is None or clock_ns <= self.clock:
+            return []
+        self.clock = clock_ns
+        frames = self._emit_ready()
+        self._evict()
+        return frames
+
     def flush(self) -> list[SyncGroup]:
         """End of stream: emit every pending anchor with what arrived, settle all buffers."""
         frames = []

@@ -10,6 +10,7 @@ YAML file or a KITTI-style calib file for users without tf.
 from __future__ import annotations
 
 import bisect
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -126,14 +127,22 @@ class TransformBuffer:
         self.tolerance_ns = tolerance_ns
         self._edges: dict[str, _Edge] = {}  # child -> edge to its parent
         self._static_cache: dict[tuple[str, str], np.ndarray] = {}
+        # The node writes /tf from its subscription thread while the compute thread looks
+        # transforms up: every public method holds the lock.
+        self._lock = threading.RLock()
 
     def clear(self) -> None:
         """Forget dynamic history (after a time jump); static calibration stays."""
-        for edge in self._edges.values():
-            if not edge.static:
-                edge.stamps.clear(), edge.translations.clear(), edge.quats.clear()
+        with self._lock:
+            for edge in self._edges.values():
+                if not edge.static:
+                    edge.stamps.clear(), edge.translations.clear(), edge.quats.clear()
 
     def set_transform(self, t: StampedTransform, static: bool = False) -> None:
+        with self._lock:
+            self._set_transform(t, static)
+
+    def _set_transform(self, t: StampedTransform, static: bool) -> None:
         edge = self._edges.get(t.child)
         if edge is None or edge.parent != t.parent or edge.static != static:
             if self._creates_cycle(t.parent, t.child):
@@ -178,6 +187,10 @@ class TransformBuffer:
 
     def lookup(self, target: str, source: str, stamp_ns: int | None = None) -> np.ndarray:
         """T_target_source at ``stamp_ns`` (None: the latest available)."""
+        with self._lock:
+            return self._lookup(target, source, stamp_ns)
+
+    def _lookup(self, target: str, source: str, stamp_ns: int | None) -> np.ndarray:
         if target == source:
             return np.eye(4)
         cached = self._static_cache.get((target, source))

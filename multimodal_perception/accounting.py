@@ -39,6 +39,10 @@ def account(ingest: Ingest, sync: Synchronizer) -> dict[str, dict[str, Any]]:
             "used": used,
             "dropped": {k: v for k, v in sorted(outcomes.items()) if v},
         }
+        if stats.notes:
+            report[topic]["notes"] = dict(sorted(stats.notes.items()))
+        if stats.last_problem:
+            report[topic]["last_problem"] = stats.last_problem
     return report
 
 
@@ -47,20 +51,35 @@ def diagnostics_statuses(
     timings: dict[str, list[float]],
     frames: int,
     multimodal: Any | None,
+    degraded: Counter[str] | None = None,
+    degraded_detail: str = "",
 ) -> list[out.StatusReport]:
     statuses = []
     for topic, row in sorted(accounting.items()):
         level = out.WARN if sum(row["dropped"].values()) > row["used"] else out.OK
+        message = f"{row['in']} in, {row['used']} used"
+        if row.get("last_problem"):
+            message += f"; last problem: {row['last_problem']}"
         statuses.append(
             out.StatusReport(
                 f"multimodal_perception: input {topic}",
                 level,
-                f"{row['in']} in, {row['used']} used",
+                message,
                 values={
                     "in": row["in"],
                     "used": row["used"],
                     **{f"dropped.{k}": v for k, v in row["dropped"].items()},
+                    **{f"note.{k}": v for k, v in row.get("notes", {}).items()},
                 },
+            )
+        )
+    if degraded:
+        statuses.append(
+            out.StatusReport(
+                "multimodal_perception: degraded frames",
+                out.WARN,
+                f"last: {degraded_detail}" if degraded_detail else "frames ran degraded",
+                values=dict(sorted(degraded.items())),
             )
         )
     stage_ms = {f"{k}.ms_median": f"{np.median(v[-100:]):.2f}" for k, v in timings.items() if v}

@@ -101,6 +101,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "/radar/points",
         "radar input: PointCloud2, radar_msgs/RadarScan or RadarTracks",
     ),
+    ParamSpec(
+        "topics.radar_type",
+        "PointCloud2",
+        "Message type on topics.radar",
+        choices=("PointCloud2", "RadarScan", "RadarTracks"),
+    ),
     ParamSpec("topics.tf", "/tf", "tf2_msgs/TFMessage"),
     ParamSpec("topics.tf_static", "/tf_static", "tf2_msgs/TFMessage, latched"),
     ParamSpec("frames.base", "base_link", "Vehicle frame of 3D outputs (REP 105)"),
@@ -172,7 +178,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output.segmentation", True, "Publish the class-id image"),
     ParamSpec("output.debug_image", False, "Publish an overlay image"),
     ParamSpec("output.rejected", True, "Publish boxes dropped by the filter"),
-    ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period in header time", 0.1, 60.0),
+    ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period (ROS time)", 0.1, 60.0),
+    ParamSpec(
+        "qos.reliability",
+        "best_effort",
+        "Sensor subscriptions: best_effort (SensorData QoS) or reliable",
+        choices=("best_effort", "reliable"),
+    ),
+    ParamSpec("qos.depth", 5, "Sensor subscription queue depth", 1, 100),
 )
 SPECS = {p.name: p for p in PARAMETERS}
 

@@ -73,6 +73,7 @@ class SyncedFrame:
     ego: EgoMotion | None = None
     partners: dict[str, PartnerInfo] = field(default_factory=dict)
     degraded: tuple[str, ...] = ()  # what alignment could not do, one token each
+    notes: tuple[str, ...] = ()  # the same in words, naming the field and value
 
 
 @dataclass

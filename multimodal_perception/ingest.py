@@ -64,6 +64,8 @@ class Decoded:
 class TopicStats:
     received: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)  # repairs to messages still used
+    last_problem: str = ""  # the newest drop or repair, naming field and value
 
 
 def topic_roles(p: Parameters) -> dict[str, str]:
@@ -100,7 +102,7 @@ def _radar_payload(msg: Any) -> RadarPoints:
     raise ValueError(f"radar message of type {msgtype} is not supported")
 
 
-def decode_payload(role: str, msg: Any) -> Any:
+def decode_payload(role: str, msg: Any, stats: TopicStats | None = None) -> Any:
     """The numpy payload of one message of a role (raises the decoders' errors)."""
     if role in ("tf", "tf_static"):
         return tf_message_to_transforms(msg)
@@ -111,6 +113,14 @@ def decode_payload(role: str, msg: Any) -> Any:
         return CameraImage(bgr, str(msg.header.frame_id))
     if role == "lidar":
         xyz, _ = cloud_to_xyz(msg)
+        total = int(msg.width) * int(msg.height)
+        if stats is not None and xyz.shape[0] < total:
+            removed = total - xyz.shape[0]
+            stats.notes["nonfinite_points_removed"] += removed
+            stats.last_problem = (
+                f"sensor_msgs/msg/PointCloud2.data: {removed} of {total} points have a "
+                "NaN or Inf x/y/z (removed)"
+            )
         return LidarCloud(xyz, str(msg.header.frame_id))
     return _radar_payload(msg)
 
@@ -129,7 +139,7 @@ class Ingest:
         stats.received += 1
         msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
         try:
-            payload = decode_payload(role, msg)
+            payload = decode_payload(role, msg, stats)
             stamp = None if role in ("tf", "tf_static") else header_stamp_ns(msg, msgtype)
             if isinstance(payload, CameraModel | list):
                 stats.outcomes["used"] += 1  # state: used as soon as it is applied
@@ -143,6 +153,7 @@ class Ingest:
 
     def _drop(self, topic: str, reason: str, exc: Exception) -> None:
         self.stats[topic].outcomes[reason] += 1
+        self.stats[topic].last_problem = f"{reason}: {exc}"
         log.warning("%s: dropped (%s): %s: %s", topic, reason, type(exc).__name__, exc)
         return None
 

@@ -79,6 +79,11 @@ class Pipeline:
         self.frames = 0
         self.keep_debug = False  # replay sets it to draw pictures of frames
         self.last_result: FrameResult | None = None
+        self.degraded_counts: Counter[str] = Counter()
+        self.degraded_detail = ""  # the newest alignment problem, in words
+        # Replay writes /diagnostics every diagnostics.period_s of header time; the node
+        # turns this off and publishes them from a timer instead.
+        self.diagnostics_on_frames = True
         self.keep_results = False  # tests set it to collect every FrameResult
         self.results: list[FrameResult] = []
         self._label_info_sent = False
@@ -136,12 +141,20 @@ class Pipeline:
                 self._on_time_jump()
             return groups
 
-    def finish(self) -> list[Output]:
-        """End of stream: every pending frame with what arrived."""
+    def advance(self, clock_ns: int) -> list[SyncGroup]:
+        """The ROS clock moved on with no message: frames whose partners timed out."""
         with self.lock:
-            groups = self.sync.flush()
+            return self.sync.advance(clock_ns)
+
+    def flush(self) -> list[SyncGroup]:
+        """End of stream: every pending frame, with what arrived."""
+        with self.lock:
+            return self.sync.flush()
+
+    def finish(self) -> list[Output]:
+        """End of stream: the pending frames' outputs."""
         outputs: list[Output] = []
-        for group in groups:
+        for group in self.flush():
             outputs += self.run(group)
         return outputs
 
@@ -154,6 +167,8 @@ class Pipeline:
             align_ms = (self.clock() - t0) * 1e3
             result = self.core.step(frame)
             result.timings_ms["align"] = align_ms
+            if frame.notes:
+                self.degraded_detail = frame.notes[-1]
             return self._frame_outputs(result)
         except Exception as exc:
             log.exception("frame at %d ns failed: %s", group.stamp_ns, exc)
@@ -195,6 +210,7 @@ class Pipeline:
                 self.filter_counts[d.reason] += 1
             self.filter_counts["class_not_wanted"] += result.unwanted
             self.filter_counts["duplicate_3d"] += len(result.duplicates)
+            self.degraded_counts.update(result.degraded)
             for i in result.kept:
                 self.class_counts[
                     result.detections.class_names[result.detections.class_ids[i]]
@@ -224,7 +240,8 @@ class Pipeline:
             outputs.append(Output("label_info", info, result.stamp_ns))
         period = int(p["diagnostics.period_s"] * NS)
         stamp = result.stamp_ns
-        if self._last_diag_ns is None or stamp - self._last_diag_ns >= period:
+        due = self._last_diag_ns is None or stamp - self._last_diag_ns >= period
+        if self.diagnostics_on_frames and due:
             self._last_diag_ns = stamp
             outputs.append(self.diagnostics_output(stamp))
         return outputs
@@ -271,10 +288,17 @@ class Pipeline:
         with self.lock:
             return account(self.ingest_stage, self.sync)
 
-    def diagnostics_output(self, stamp_ns: int) -> Output:
+    def diagnostics_output(
+        self, stamp_ns: int, extra: list[out.StatusReport] | None = None
+    ) -> Output:
         with self.lock:
             statuses = diagnostics_statuses(
-                self.accounting(), self.timings, self.frames, self.qa.worker
-            )
+                self.accounting(),
+                self.timings,
+                self.frames,
+                self.qa.worker,
+                self.degraded_counts,
+                self.degraded_detail,
+            ) + list(extra or ())
         msg = out.diagnostic_array(self.factory, stamp_ns=stamp_ns, statuses=statuses)
         return Output("/diagnostics", msg, stamp_ns)

@@ -1,23 +1,35 @@
-"""The rclpy node: subscriptions, a non-blocking worker, publishers, parameters.
+"""The rclpy node: wiring only (QoS, subscriptions, publishers, parameters, timers).
 
-The only module in the project that imports rclpy. Callbacks only enqueue: a worker
-thread runs the ROS-free :class:`~multimodal_perception.pipeline.Pipeline` and publishes
-its outputs. The queue is bounded and latest-wins: when the worker lags, the oldest
-camera frame goes first, and every message dropped there is counted per topic in the
-pipeline's accounting (reason ``worker_queue_overflow``) and on ``/diagnostics``.
+The only module in the project that imports rclpy. Everything between a message in and
+a message out is the session driver's (``multimodal_perception.pipeline.Pipeline``):
 
-Parameters are declared from the shared schema (``multimodal_perception.config``) with
-descriptors and ranges; a bad value is refused with a message. Filter thresholds, the
-detection threshold, description language and output switches change at run time;
-topics and models need a restart. tf and tf_static come through tf2_ros.
+- subscription callbacks (executor thread) call ``Pipeline.ingest``: decode, count,
+  synchronise. tf is state, applied there and never queued;
+- a complete frame goes to a latest-wins slot of depth one; a frame still waiting when
+  a newer one completes is counted ``superseded_by_newer_frame``;
+- the compute thread runs ``Pipeline.run`` on the slot's frame and publishes its outputs;
+- timers: the ROS clock advances the synchroniser (so the last frame is not left waiting
+  for a message that never comes), ``/diagnostics`` every ``diagnostics.period_s``, and
+  the multimodal worker's answers.
+
+tf comes from tf2_ros where it is installed; elsewhere (ROS 2 from PyPI wheels) the node
+subscribes ``/tf`` and ``/tf_static`` (transient local) into the project's own buffer,
+with the same lookup semantics. SIGINT and SIGTERM end the node cleanly: pending frames
+are processed and published, the final accounting is printed, exit code 0.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import json
+import signal
+import sys
 import threading
+import time
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
@@ -26,6 +38,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -34,18 +47,19 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
-from tf2_ros import Buffer, TransformListener
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from ..config import PARAMETERS, ParameterError, Parameters, validate
+from ..fusion.sync import SyncGroup
 from ..pipeline import Output, Pipeline
+from ..scheduling import LatestSlot
+from . import outputs as out
 from .factory import RclpyFactory
-from .tf2_adapter import Tf2Transforms
 
-QUESTION = "<question>"  # queue key of questions (std_msgs/String on ~/question)
 RUNTIME_PREFIXES = (
     "filter.",
     "detector.score_threshold",
@@ -67,6 +81,9 @@ OUTPUT_TYPES = {
     "segmentation": Image,
     "debug_image": Image,
 }
+LATCHED = QoSProfile(
+    depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
+)
 
 
 def _descriptor(spec: Any) -> ParameterDescriptor:
@@ -83,75 +100,98 @@ def _descriptor(spec: Any) -> ParameterDescriptor:
     return d
 
 
+def _stamp_ns(msg: Any) -> int:
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+class LatencyMeter:
+    """Receive -> publish latency per camera frame, matched by header stamp."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self._received: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=keep)
+        self._lock = threading.Lock()
+
+    def received(self, stamp_ns: int) -> None:
+        with self._lock:
+            self._received.setdefault(stamp_ns, time.monotonic())
+            while len(self._received) > 1000:
+                self._received.popitem(last=False)
+
+    def published(self, stamp_ns: int) -> None:
+        with self._lock:
+            t = self._received.pop(stamp_ns, None)
+            if t is not None:
+                self.latencies_ms.append((time.monotonic() - t) * 1e3)
+
+    def summary(self) -> dict[str, float]:
+        with self._lock:
+            v = np.array(self.latencies_ms, dtype=float)
+        if not v.size:
+            return {"frames": 0}
+        p50, p95 = np.percentile(v, [50, 95])
+        return {
+            "frames": int(v.size),
+            "p50_ms": round(float(p50), 1),
+            "p95_ms": round(float(p95), 1),
+        }
+
+
 class PerceptionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("multimodal_perception", **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        self.declare_parameter(
-            "qos.reliability",
-            "best_effort",
-            ParameterDescriptor(
-                description="Sensor subscriptions: best_effort (SensorData) or reliable",
-                read_only=True,
-            ),
+        self.params = self._declare_parameters()
+        transforms = self._tf_source()
+        self.pipeline = Pipeline(self.params, RclpyFactory(), transforms)
+        self.pipeline.diagnostics_on_frames = False  # a timer publishes them
+        self.latency = LatencyMeter()
+        self.frames_published = 0
+        self._slot: LatestSlot[SyncGroup] = LatestSlot()
+        self._outputs = self._make_publishers()
+        self._make_subscriptions(own_tf=transforms is None)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_subscription(String, "question", self._on_question, 10)
+        timeout_s = max(self.params["sync.timeout_ms"] / 1e3, 0.02)
+        self.create_timer(timeout_s / 2, self._on_clock_tick)
+        self.create_timer(self.params["diagnostics.period_s"], self._publish_diagnostics)
+        self.create_timer(0.1, lambda: self._publish(self.pipeline.poll()))
+        self._compute = threading.Thread(target=self._compute_loop, name="mmp-compute")
+        self._compute.start()
+        models = self.pipeline.models.describe()
+        self.get_logger().info(
+            f"detector {models['detector']} on {self.pipeline.detector.backend.provider}, "
+            f"segmenter {models['segmenter']}"
+            + (" (project-trained embedded defaults)" if models["embedded_default"] else "")
+            + ("; tf from tf2_ros" if transforms is not None else "; tf from /tf, /tf_static")
         )
-        self.declare_parameter(
-            "qos.depth",
-            5,
-            ParameterDescriptor(
-                description="Sensor subscription queue depth",
-                read_only=True,
-                integer_range=[IntegerRange(from_value=1, to_value=100, step=1)],
-            ),
-        )
-        self.declare_parameter(
-            "worker.queue_depth",
-            30,
-            ParameterDescriptor(
-                description="Messages waiting for the worker before the oldest frame is dropped",
-                read_only=True,
-                integer_range=[IntegerRange(from_value=2, to_value=1000, step=1)],
-            ),
-        )
+
+    # -- wiring --------------------------------------------------------------------------
+    def _declare_parameters(self) -> Parameters:
         values = {}
         for spec in PARAMETERS:
-            value = self.get_parameter(spec.name).value
+            value = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
             try:
                 values[spec.name] = validate(spec.name, value)
             except ParameterError as exc:
                 self.get_logger().fatal(str(exc))
                 raise
-        self.params = Parameters(values)
-        self.tf_buffer = Buffer()
-        self.tf_listener = TransformListener(self.tf_buffer, self)
-        self.pipeline = Pipeline(self.params, RclpyFactory(), Tf2Transforms(self.tf_buffer))
-        self._queue: collections.deque[tuple[str, Any]] = collections.deque()
-        self._depth = int(self.get_parameter("worker.queue_depth").value)
-        self._lock = threading.Condition()
-        self._stop = False
-        self._publishers: dict[str, Any] = {}
-        self._make_publishers()
-        self._make_subscriptions()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        # Questions go through the worker queue (the pipeline has one user); captions and
-        # answers from the multimodal worker are collected by a timer, off the sensor path.
-        self.create_subscription(String, "question", self._callback(QUESTION), 10)
-        self.create_timer(0.1, self._poll_multimodal)
-        self._worker = threading.Thread(target=self._work, name="mmp-worker", daemon=True)
-        self._worker.start()
-        self.get_logger().info(
-            f"detector {self.pipeline.detector.manifest.name} on "
-            f"{self.pipeline.detector.backend.provider}, segmenter "
-            f"{self.pipeline.segmenter.manifest.name if self.pipeline.segmenter else 'none'}"
-            + (" (project-trained embedded defaults)" if self.pipeline.embedded_default else "")
-        )
+        return Parameters(values)
 
-    # -- wiring --------------------------------------------------------------------------
+    def _tf_source(self) -> Any | None:
+        """tf2_ros where installed; None: the node feeds /tf into the pipeline's buffer."""
+        try:
+            from tf2_ros import Buffer, TransformListener
+        except ImportError:
+            return None
+        from .tf2_adapter import Tf2Transforms
+
+        buffer = Buffer()
+        self._tf_listener = TransformListener(buffer, self)
+        return Tf2Transforms(buffer)
+
     def _sensor_qos(self) -> QoSProfile:
-        reliability = self.get_parameter("qos.reliability").value
-        depth = int(self.get_parameter("qos.depth").value)
-        if reliability == "reliable":
+        depth = int(self.params["qos.depth"])
+        if self.params["qos.reliability"] == "reliable":
             return QoSProfile(
                 history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE
             )
@@ -160,108 +200,93 @@ class PerceptionNode(Node):
             history=qos.history, depth=depth, reliability=qos.reliability, durability=qos.durability
         )
 
-    def _make_subscriptions(self) -> None:
+    def _radar_type(self) -> Any:
+        kind = self.params["topics.radar_type"]
+        if kind == "PointCloud2":
+            return PointCloud2
+        import radar_msgs.msg
+
+        return getattr(radar_msgs.msg, kind)
+
+    def _make_subscriptions(self, own_tf: bool) -> None:
         p = self.params
         qos = self._sensor_qos()
-        radar_type = self._radar_type()
         subs = [
-            (p["topics.camera"], Image),
-            (p["topics.camera_compressed"], CompressedImage),
-            (p["topics.camera_info"], CameraInfo),
-            (p["topics.lidar"], PointCloud2),
-            (p["topics.radar"], radar_type),
+            (p["topics.camera"], Image, qos),
+            (p["topics.camera_compressed"], CompressedImage, qos),
+            (p["topics.camera_info"], CameraInfo, qos),
+            (p["topics.lidar"], PointCloud2, qos),
+            (p["topics.radar"], self._radar_type(), qos),
         ]
-        self._subscriptions_ = [
-            self.create_subscription(msg_type, topic, self._callback(topic), qos)
-            for topic, msg_type in subs
+        if own_tf:
+            from tf2_msgs.msg import TFMessage
+
+            tf_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            static_qos = QoSProfile(
+                depth=100,
+                durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                reliability=ReliabilityPolicy.RELIABLE,
+            )
+            subs += [
+                (p["topics.tf"], TFMessage, tf_qos),
+                (p["topics.tf_static"], TFMessage, static_qos),
+            ]
+        cameras = {p["topics.camera"], p["topics.camera_compressed"]}
+        self._subscriptions_in = [
+            self.create_subscription(t, topic, self._callback(topic, topic in cameras), q)
+            for topic, t, q in subs
         ]
 
-    def _radar_type(self) -> Any:
-        # A radar topic may carry PointCloud2 (default), RadarScan or RadarTracks.
-        kind = self.declare_parameter(
-            "topics.radar_type",
-            "PointCloud2",
-            ParameterDescriptor(
-                description="Radar message type: PointCloud2, RadarScan or RadarTracks",
-                read_only=True,
-            ),
-        ).value
-        if kind == "RadarScan":
-            from radar_msgs.msg import RadarScan
+    def _make_publishers(self) -> dict[str, Any]:
+        pubs = {name: self.create_publisher(t, name, 10) for name, t in OUTPUT_TYPES.items()}
+        pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED)
+        pubs["/diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        return pubs
 
-            return RadarScan
-        if kind == "RadarTracks":
-            from radar_msgs.msg import RadarTracks
+    # -- callbacks (executor thread) -----------------------------------------------------
+    def _callback(self, topic: str, camera: bool):
+        def on_message(msg: Any) -> None:
+            self.on_message(topic, msg, camera)
 
-            return RadarTracks
-        return PointCloud2
+        return on_message
 
-    def _make_publishers(self) -> None:
-        for name, msg_type in OUTPUT_TYPES.items():
-            self._publishers[name] = self.create_publisher(msg_type, name, 10)
-        latched = QoSProfile(
-            depth=1,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-            reliability=ReliabilityPolicy.RELIABLE,
+    def on_message(self, topic: str, msg: Any, camera: bool = False) -> None:
+        if camera:  # a malformed stamp is ingest's to count, not the meter's
+            with contextlib.suppress(AttributeError, TypeError, ValueError):
+                self.latency.received(_stamp_ns(msg))
+        for group in self.pipeline.ingest(topic, msg):
+            self._hand_over(group)
+
+    def _hand_over(self, group: SyncGroup) -> None:
+        replaced = self._slot.put(group)
+        if replaced is not None:
+            self.pipeline.count_superseded(replaced)
+
+    def _on_clock_tick(self) -> None:
+        for group in self.pipeline.advance(self.get_clock().now().nanoseconds):
+            self._hand_over(group)
+
+    def _on_question(self, msg: String) -> None:
+        self._publish(self.pipeline.ask(str(msg.data)))
+
+    def _publish_diagnostics(self) -> None:
+        live = self.latency.summary()
+        extra = out.StatusReport(
+            "multimodal_perception: live",
+            out.OK,
+            f"{self.frames_published} frames published",
+            values={
+                "frames_published": self.frames_published,
+                **{f"latency.{k}": v for k, v in live.items()},
+            },
         )
-        self._publishers["label_info"] = self.create_publisher(LabelInfo, "label_info", latched)
-        self._publishers["/diagnostics"] = self.create_publisher(
-            DiagnosticArray, "/diagnostics", 10
-        )
-
-    def _callback(self, topic: str):
-        def enqueue(msg: Any) -> None:
-            with self._lock:
-                if len(self._queue) >= self._depth:
-                    self._drop_one()
-                self._queue.append((topic, msg))
-                self._lock.notify()
-
-        return enqueue
-
-    def _drop_one(self) -> None:
-        """Latest wins: drop the oldest camera frame waiting, else the oldest message."""
-        camera_topics = {self.params["topics.camera"], self.params["topics.camera_compressed"]}
-        for i, (topic, _) in enumerate(self._queue):
-            if topic in camera_topics:
-                del self._queue[i]
-                break
-        else:
-            topic, _ = self._queue.popleft()
-        self.pipeline.count_dropped(topic, "worker_queue_overflow")
-
-    # -- work ----------------------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._stop:
-                    self._lock.wait()
-                if self._stop:
-                    return
-                topic, msg = self._queue.popleft()
-            try:
-                if topic == QUESTION:
-                    outputs = self.pipeline.ask(str(msg.data))
-                else:
-                    outputs = self.pipeline.process(topic, msg)
-            except Exception as exc:
-                self.get_logger().error(f"{topic}: {exc}")
-                continue
-            self._publish(outputs)
-
-    def _poll_multimodal(self) -> None:
-        self._publish(self.pipeline.poll())
-
-    def _publish(self, outputs: list[Output]) -> None:
-        for o in outputs:
-            pub = self._publishers.get(o.topic)
-            if pub is not None:
-                pub.publish(o.msg)
+        stamp = self.get_clock().now().nanoseconds
+        self._publish([self.pipeline.diagnostics_output(stamp, [extra])])
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         updates = {}
         for param in params:
-            if param.name in ("use_sim_time",):
+            if param.name == "use_sim_time":
                 continue
             if not param.name.startswith(RUNTIME_PREFIXES):
                 return SetParametersResult(successful=False, reason=f"{param.name} needs a restart")
@@ -270,31 +295,79 @@ class PerceptionNode(Node):
             except ParameterError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         if updates:
-            with self._lock:
-                self.pipeline.update_parameters(updates)
+            self.pipeline.update_parameters(updates)
         return SetParametersResult(successful=True)
 
-    def destroy_node(self) -> None:
-        with self._lock:
-            self._stop = True
-            self._lock.notify()
-        self._worker.join(timeout=2.0)
-        self.pipeline.close()
-        super().destroy_node()
+    # -- compute thread ------------------------------------------------------------------
+    def _compute_loop(self) -> None:
+        while (group := self._slot.take()) is not None:
+            try:
+                self._run(group)
+            finally:
+                self._slot.done()
+
+    def _run(self, group: SyncGroup) -> None:
+        outputs = self.pipeline.run(group)
+        self._publish(outputs)
+        if outputs:
+            self.frames_published += 1
+            self.latency.published(group.stamp_ns)
+
+    def _publish(self, outputs: list[Output]) -> None:
+        for o in outputs:
+            pub = self._outputs.get(o.topic)
+            if pub is not None:
+                pub.publish(o.msg)
+
+    def wait_idle(self, timeout_s: float | None = None) -> bool:
+        """True once no frame waits and none is being computed (tests, shutdown)."""
+        return self._slot.wait_idle(timeout_s)
+
+    def shutdown(self) -> dict[str, Any]:
+        """Stop computing: the waiting frame and the synchroniser's pending ones are run
+        and published; returns (and prints) the final accounting."""
+        waiting = self._slot.close()
+        self._compute.join()
+        if waiting is not None:
+            self._run(waiting)
+        for group in self.pipeline.flush():
+            self._run(group)
+        self._publish(self.pipeline.close())
+        final = {
+            "frames_published": self.frames_published,
+            "latency": self.latency.summary(),
+            "inputs": self.pipeline.accounting(),
+        }
+        print("multimodal_perception final accounting: " + json.dumps(final, sort_keys=True))
+        sys.stdout.flush()
+        return final
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = PerceptionNode()
+def main(args: list[str] | None = None) -> int:
+    # The node handles SIGINT/SIGTERM itself so that it can finish its frames and report
+    # before the context goes down (rclpy's handler would shut the context down first).
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
+        node = PerceptionNode()
+    except (ParameterError, ValueError) as exc:
+        print(f"multimodal_perception: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.05)
     finally:
+        node.shutdown()
+        executor.remove_node(node)
         node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
