@@ -1,14 +1,28 @@
-"""Start the multimodal_perception node: parameters from a YAML file, input remaps."""
+"""Start the multimodal_perception node: the parameter file, input remaps, namespace.
+
+Wiring only. Every launch argument is declared with a description; topics are remapped
+(the node subscribes to the defaults in config/perception.yaml); the few parameters set
+here are named in the node's parameter schema (multimodal_perception/config.py).
+"""
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, GroupAction, LogInfo
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import Node, PushRosNamespace
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
+
+# The node subscribes to these topics (config/perception.yaml); the launch remaps them.
+TOPIC_ARGUMENTS = (
+    ("camera_topic", "/camera/image_raw", "sensor_msgs/Image input"),
+    ("camera_compressed_topic", "/camera/image_raw/compressed", "CompressedImage input"),
+    ("camera_info_topic", "/camera/camera_info", "sensor_msgs/CameraInfo input"),
+    ("lidar_topic", "/lidar/points", "sensor_msgs/PointCloud2 lidar input"),
+    ("radar_topic", "/radar/points", "radar input (type: parameter topics.radar_type)"),
+)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -17,74 +31,63 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "config_file",
             default_value=str(share / "config" / "perception.yaml"),
-            description="ROS 2 parameter file",
+            description="ROS 2 parameter file of the node",
         ),
         DeclareLaunchArgument(
-            "namespace",
-            default_value="perception",
-            description="namespace of the node and its outputs",
+            "namespace", default_value="perception", description="namespace of the node's outputs"
         ),
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="use /clock (rosbag replay)"
         ),
-        DeclareLaunchArgument("camera_topic", default_value="/camera/image_raw"),
-        DeclareLaunchArgument(
-            "camera_compressed_topic", default_value="/camera/image_raw/compressed"
-        ),
-        DeclareLaunchArgument("camera_info_topic", default_value="/camera/camera_info"),
-        DeclareLaunchArgument("lidar_topic", default_value="/lidar/points"),
-        DeclareLaunchArgument("radar_topic", default_value="/radar/points"),
         DeclareLaunchArgument(
             "model_dir",
             default_value="",
-            description="directory with real models ('' = embedded defaults)",
+            description="directory with real models ('' = the embedded tiny models)",
         ),
         DeclareLaunchArgument(
-            "enable_vlm",
-            default_value="false",
-            description="start the multimodal (image-text) model worker",
+            "vlm_backend",
+            default_value="none",
+            description="multimodal model: none (grounded answers) | transformers | openai",
         ),
         DeclareLaunchArgument(
-            "debug_image",
-            default_value="false",
-            description="publish an overlay image on debug_image",
+            "vlm_model_dir",
+            default_value="",
+            description="local Hugging Face model directory for vlm_backend:=transformers",
         ),
+        DeclareLaunchArgument(
+            "debug_image", default_value="false", description="publish an overlay on debug_image"
+        ),
+    ]
+    args += [
+        DeclareLaunchArgument(name, default_value=default, description=description)
+        for name, default, description in TOPIC_ARGUMENTS
     ]
     node = Node(
         package="multimodal_perception",
         executable="multimodal_perception_node",
         name="multimodal_perception",
+        namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[
             LaunchConfiguration("config_file"),
             {
-                "use_sim_time": PythonExpression(
-                    ["'", LaunchConfiguration("use_sim_time"), "' == 'true'"]
-                ),
-                "output.debug_image": PythonExpression(
-                    ["'", LaunchConfiguration("debug_image"), "' == 'true'"]
+                "use_sim_time": ParameterValue(
+                    LaunchConfiguration("use_sim_time"), value_type=bool
                 ),
                 "models.directory": LaunchConfiguration("model_dir"),
-                "topics.camera": LaunchConfiguration("camera_topic"),
-                "topics.camera_compressed": LaunchConfiguration("camera_compressed_topic"),
-                "topics.camera_info": LaunchConfiguration("camera_info_topic"),
-                "topics.lidar": LaunchConfiguration("lidar_topic"),
-                "topics.radar": LaunchConfiguration("radar_topic"),
-                "vlm.backend": PythonExpression(
-                    [
-                        "'transformers' if '",
-                        LaunchConfiguration("enable_vlm"),
-                        "' == 'true' else 'none'",
-                    ]
-                ),
+                "vlm.backend": LaunchConfiguration("vlm_backend"),
                 "vlm.model_dir": LaunchConfiguration("vlm_model_dir"),
+                "output.debug_image": ParameterValue(
+                    LaunchConfiguration("debug_image"), value_type=bool
+                ),
             },
         ],
+        remappings=[
+            ("/camera/image_raw", LaunchConfiguration("camera_topic")),
+            ("/camera/image_raw/compressed", LaunchConfiguration("camera_compressed_topic")),
+            ("/camera/camera_info", LaunchConfiguration("camera_info_topic")),
+            ("/lidar/points", LaunchConfiguration("lidar_topic")),
+            ("/radar/points", LaunchConfiguration("radar_topic")),
+        ],
     )
-    vlm_note = LogInfo(
-        condition=IfCondition(LaunchConfiguration("enable_vlm")),
-        msg=["multimodal model (transformers) from ", LaunchConfiguration("vlm_model_dir")],
-    )
-    return LaunchDescription(
-        [*args, GroupAction([PushRosNamespace(LaunchConfiguration("namespace")), node]), vlm_note]
-    )
+    return LaunchDescription([*args, node])

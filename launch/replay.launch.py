@@ -12,15 +12,24 @@ from launch import LaunchDescription
 
 def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory("multimodal_perception"))
-    bag_default = str(share / "bags" / "urban_crossing_5s")
     return LaunchDescription(
         [
-            DeclareLaunchArgument("bag", default_value=bag_default, description="bag to play"),
+            DeclareLaunchArgument(
+                "bag",
+                default_value=str(share / "bags" / "urban_crossing_5s"),
+                description="rosbag2 folder to play",
+            ),
             DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
             DeclareLaunchArgument(
-                "config_file", default_value=str(share / "config" / "perception.yaml")
+                "config_file",
+                default_value=str(share / "config" / "perception.yaml"),
+                description="ROS 2 parameter file of the node",
             ),
-            DeclareLaunchArgument("model_dir", default_value=""),
+            DeclareLaunchArgument(
+                "model_dir",
+                default_value="",
+                description="directory with real models ('' = the embedded tiny models)",
+            ),
             IncludeLaunchDescription(
                 PythonLaunchDescriptionSource(str(share / "launch" / "perception.launch.py")),
                 launch_arguments={
