@@ -6,6 +6,7 @@ argument passed to an included launch file is declared there."""
 from __future__ import annotations
 
 import ast
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,8 @@ def _module_constants(tree: ast.Module) -> dict[str, object]:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
             target = stmt.targets[0]
             if isinstance(target, ast.Name):
-                try:
+                with contextlib.suppress(ValueError):
                     out[target.id] = ast.literal_eval(stmt.value)
-                except ValueError:
-                    pass
     return out
 
 
