@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from . import paths
+from .perception.runtime import ModelLoadError
 
 
 def _cmd_make_bag(args: argparse.Namespace) -> int:
@@ -213,8 +214,18 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_play(args: argparse.Namespace) -> int:
+    for bag in args.bags:
+        if not Path(bag).exists():
+            raise FileNotFoundError(f"bag {bag} does not exist")
+    from .ros_pkg.player import main as play_main
+
+    return play_main([Path(b) for b in args.bags], args.rate, args.topics)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
     mk = sub.add_parser("make-bag", help="write rosbag2 (MCAP) files from real or synthetic data")
     mk.add_argument("--dataset", default="all", choices=["all", "kitti_raw", "kitti_object", "vod"])
@@ -269,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--accept-digest", help="accept a download with exactly this sha256")
     models.add_argument("--providers", nargs="+", default=["tensorrt", "cuda", "cpu"])
     models.set_defaults(func=_cmd_models)
+    play = sub.add_parser("play", help="publish a bag over ROS 2 with /clock (needs rclpy)")
+    play.add_argument("bags", nargs="+")
+    play.add_argument("--rate", type=float, default=1.0, help="playback rate")
+    play.add_argument("--topics", nargs="+", help="only these topics")
+    play.set_defaults(func=_cmd_play)
     info = sub.add_parser("info", help="topics, types, counts and header-stamp rates of bags")
     info.add_argument("bags", nargs="+")
     info.set_defaults(func=_cmd_info)
@@ -277,7 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (OSError, ValueError, KeyError, ModelLoadError) as exc:
+        # A user's error (a path, a parameter, a model): one line; --debug shows where.
+        if args.debug:
+            raise
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mmp {args.command}: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,100 @@
+"""``mmp play BAG``: publish a bag's messages over DDS at their recorded rate, with /clock.
+
+For machines with rclpy but no ``ros2 bag`` (ROS 2 from PyPI wheels): messages go out as
+their stored CDR bytes (no re-encoding) on publishers of their recorded type, in log-time
+order, paced by log time over ``rate``; ``/clock`` follows the bag's log time so nodes
+with ``use_sim_time`` see bag time. /tf_static is published transient-local (latched).
+After the last message the clock keeps ticking for ``tail_s`` of bag time, so that
+nodes waiting on a header-time timeout finish their last frame.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.highlevel import AnyReader
+from rosgraph_msgs.msg import Clock
+
+LATCHED_TOPICS = ("/tf_static",)
+
+
+def _message_class(msgtype: str) -> Any:
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
+
+
+def _clock(stamp_ns: int) -> Clock:
+    msg = Clock()
+    msg.clock.sec, msg.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return msg
+
+
+def play(
+    bags: Sequence[Path],
+    rate: float = 1.0,
+    topics: Sequence[str] | None = None,
+    clock_hz: float = 100.0,
+    tail_s: float = 1.0,
+    node_name: str = "mmp_player",
+) -> dict[str, int]:
+    """Publish; returns messages published per topic. rclpy must be initialised."""
+    if rate <= 0:
+        raise ValueError(f"rate={rate}: must be > 0")
+    node = Node(node_name)
+    published: dict[str, int] = {}
+    try:
+        clock_pub = node.create_publisher(Clock, "/clock", 10)
+        pubs: dict[str, Any] = {}
+        with AnyReader([Path(b) for b in bags]) as reader:
+            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            for c in conns:
+                if c.topic in pubs:
+                    continue
+                qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+                if c.topic in LATCHED_TOPICS:
+                    qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
+                pubs[c.topic] = node.create_publisher(_message_class(c.msgtype), c.topic, qos)
+            time.sleep(1.0)  # let subscribers discover the publishers before the first message
+            start_wall = time.monotonic()
+            start_log: int | None = None
+            next_clock = 0.0
+            last_log = 0
+            for conn, log_ns, raw in reader.messages(connections=conns):
+                start_log = log_ns if start_log is None else start_log
+                due = start_wall + (log_ns - start_log) / 1e9 / rate
+                while (now := time.monotonic()) < due:
+                    if now >= next_clock:
+                        bag_now = start_log + int((now - start_wall) * rate * 1e9)
+                        clock_pub.publish(_clock(bag_now))
+                        next_clock = now + 1.0 / clock_hz
+                    time.sleep(min(due - now, 1.0 / clock_hz))
+                clock_pub.publish(_clock(log_ns))
+                pubs[conn.topic].publish(bytes(raw))
+                published[conn.topic] = published.get(conn.topic, 0) + 1
+                last_log = log_ns
+            end = time.monotonic() + tail_s / rate
+            while time.monotonic() < end:
+                last_log += int(1e9 / clock_hz)
+                clock_pub.publish(_clock(last_log))
+                time.sleep(1.0 / clock_hz / rate)
+    finally:
+        node.destroy_node()
+    return published
+
+
+def main(bags: Sequence[Path], rate: float, topics: Sequence[str] | None) -> int:
+    rclpy.init()
+    try:
+        counts = play(bags, rate, topics)
+    finally:
+        rclpy.try_shutdown()
+    for topic, n in sorted(counts.items()):
+        print(f"  {topic:<40} {n:>6} published")
+    return 0
