@@ -3,7 +3,10 @@
 Sensors run at their configured rates with per-sensor offsets and jitter (a seeded
 :class:`~multimodal_perception.timing.TimingModel`); each message is rendered at its own
 stamp, which is its true capture time. Everything random draws from generators seeded by
-``seed`` in a fixed order, so the same arguments give a byte-identical bag.
+``seed`` in a fixed order, so the same arguments give the same messages, stamps and ground
+truth; on one machine the bag is byte-identical, while other CPUs round the ray casting and
+the maths differently in the last bit (pixels and points within the tolerances of
+``test/test_sim.py``).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 
 from conftest import REPO
 from multimodal_perception.ros_pkg.bag_io import bag_metadata, iter_bag
-from multimodal_perception.ros_pkg.pointcloud import cloud_fields, cloud_to_xyz
+from multimodal_perception.ros_pkg.image import compressed_to_bgr8
+from multimodal_perception.ros_pkg.pointcloud import cloud_fields, cloud_to_structured, cloud_to_xyz
 from multimodal_perception.ros_pkg.stamps import stamp_to_ns
 from multimodal_perception.sim.bag import TOPICS, SyntheticConfig, write_synthetic_bag
 from multimodal_perception.sim.groundtruth import GT_BOX_MARGIN, camera_truth
@@ -162,12 +165,78 @@ def test_radar_doppler_is_the_projected_relative_velocity(short_bag):
     assert np.median(np.abs(compensated_errors)) < 0.1
 
 
-def test_shipped_bag_is_small_and_regenerates_byte_identically(tmp_path):
+# What may differ when the shipped bag is regenerated on another machine (ray casting,
+# numpy's SIMD maths and BLAS kernels round differently in the last bit), and by how much.
+# Measured 2026-12-02: the shipped bag (made on another x86-64 machine) against bags
+# regenerated here under OMP_NUM_THREADS=1/2, OPENBLAS_CORETYPE=Haswell/SandyBridge/
+# Prescott/SkylakeX, NPY_DISABLE_CPU_FEATURES (down to X86_V2), OPENCV_CPU_DISABLE (no AVX)
+# and JSIMD_FORCESSE2/FORCENONE: every setting gave the same spread against it --
+# decoded camera pixels per frame: mean |diff| <= 0.077 grey levels, <= 0.17 % of pixels
+# off by more than 8 (max 57: a point one ulp across a procedural-texture cell edge takes
+# the next cell's shade), point coordinates <= 1.5e-5 m (2 float32 ulps), lidar intensity
+# <= 3.1e-5, radar rcs and Doppler identical; point counts, stamps, frame ids, semantic
+# labels and 2D boxes identical; ground-truth floats within 6e-14 (one float64 ulp).
+# Bounds: measured x ~6 for pixels, x ~65 for points; 1e-9 for ground-truth floats. A
+# different noise draw gives a mean |diff| near 2.8 and a moved actor changes the boxes,
+# so both still fail. A ray that flips between hit and miss would change a point count.
+PIXEL_MEAN_ABS_MAX = 0.5
+PIXEL_SHARE_OFF_BY_8_MAX = 0.01
+POINT_FIELD_ATOL = 1e-3
+TRUTH_FLOAT_ATOL = 1e-9
+
+
+def _same_values(a, b, where: str) -> None:
+    """Exact for ints, strings and structure; floats within TRUTH_FLOAT_ATOL."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _same_values(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_values(x, y, f"{where}[{i}]")
+    elif isinstance(a, np.ndarray):
+        assert a.shape == b.shape and a.dtype == b.dtype, where
+        if a.dtype.kind == "f":
+            np.testing.assert_allclose(a, b, rtol=0, atol=TRUTH_FLOAT_ATOL, err_msg=where)
+        else:
+            assert np.array_equal(a, b), where
+    elif isinstance(a, float):
+        assert abs(a - b) <= TRUTH_FLOAT_ATOL, f"{where}: {a} != {b}"
+    elif hasattr(a, "__dataclass_fields__"):
+        assert type(a).__name__ == type(b).__name__, where
+        for name in a.__dataclass_fields__:
+            _same_values(getattr(a, name), getattr(b, name), f"{where}.{name}")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def _compare_message(topic: str, a, b, stats: dict[str, list[float]]) -> None:
+    if topic == TOPICS["image_compressed"]:
+        _same_values(a.header, b.header, topic)
+        assert a.format == b.format
+        d = np.abs(compressed_to_bgr8(a).astype(np.int16) - compressed_to_bgr8(b))
+        stats["pixel_mean"].append(float(d.mean()))
+        stats["pixel_share_8"].append(float((d > 8).mean()))
+    elif topic in (TOPICS["lidar"], TOPICS["radar"]):
+        _same_values(a.header, b.header, topic)
+        sa, sb = cloud_to_structured(a), cloud_to_structured(b)
+        assert sa.dtype == sb.dtype and len(sa) == len(sb), f"{topic}: point count"
+        for name in sa.dtype.names:
+            diff = np.abs(sa[name].astype(np.float64) - sb[name]).max(initial=0.0)
+            stats[f"{topic}.{name}"].append(float(diff))
+    elif topic == TOPICS["gt_scene"]:
+        _same_values(json.loads(a.data), json.loads(b.data), topic)
+    else:  # tf, camera info, 3D and 2D boxes, semantic labels
+        _same_values(a, b, topic)
+
+
+def test_shipped_bag_is_small_and_regenerates_within_tolerance(tmp_path):
     if not SHIPPED.exists():
         pytest.fail(f"the shipped synthetic bag {SHIPPED} is missing")
-    files = sorted(p for p in SHIPPED.iterdir())
-    assert sum(p.stat().st_size for p in files) <= 20 * 2**20
-    config = json.loads(bag_metadata(SHIPPED)["mmp.synthetic_config"])
+    assert sum(p.stat().st_size for p in SHIPPED.iterdir()) <= 20 * 2**20
+    shipped_meta = bag_metadata(SHIPPED)
+    config = json.loads(shipped_meta["mmp.synthetic_config"])
     out = tmp_path / SHIPPED.name
     write_synthetic_bag(
         out,
@@ -175,8 +244,25 @@ def test_shipped_bag_is_small_and_regenerates_byte_identically(tmp_path):
             config["scenario"], config["seconds"], config["seed"], config["image_format"]
         ),
     )
-    for path in files:
-        assert (out / path.name).read_bytes() == path.read_bytes(), path.name
+    assert bag_metadata(out) == shipped_meta  # timing model, configuration, source
+    stats: dict[str, list[float]] = collections.defaultdict(list)
+    counts: collections.Counter[str] = collections.Counter()
+    for a, b in itertools.zip_longest(iter_bag(SHIPPED), iter_bag(out)):
+        assert a is not None and b is not None, "the regenerated bag has other message counts"
+        assert (a.topic, a.msgtype, a.log_time_ns) == (b.topic, b.msgtype, b.log_time_ns)
+        _compare_message(a.topic, a.msg, b.msg, stats)
+        counts[a.topic] += 1
+    assert counts[TOPICS["image_compressed"]] == 50 and counts[TOPICS["radar"]] == 65
+    worst = {k: max(v) for k, v in stats.items()}
+    print(
+        "regenerated vs shipped, worst per message: "
+        + ", ".join(f"{k} {v:.3g}" for k, v in sorted(worst.items()))
+    )
+    assert worst["pixel_mean"] <= PIXEL_MEAN_ABS_MAX, worst
+    assert worst["pixel_share_8"] <= PIXEL_SHARE_OFF_BY_8_MAX, worst
+    for key, value in worst.items():
+        if key.startswith("/"):
+            assert value <= POINT_FIELD_ATOL, f"{key}: {value}"
 
 
 def test_same_seed_same_bytes_different_seed_different_world(tmp_path):
