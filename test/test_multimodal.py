@@ -7,7 +7,6 @@ import http.server
 import json
 import re
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +158,7 @@ class ChatServer:
 
     def __init__(self, mode: str) -> None:
         self.mode, self.requests = mode, []
+        self.release = threading.Event()  # "slow" replies only once the test is done
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -166,7 +166,7 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.requests.append((self.path, body))
                 if outer.mode == "slow":
-                    time.sleep(1.0)
+                    outer.release.wait(30.0)
                 payload = (
                     b"<html>not json"
                     if outer.mode == "malformed"
@@ -202,6 +202,7 @@ class ChatServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
 
 
@@ -224,11 +225,12 @@ def test_openai_compatible_backend_request_and_reply():
 def test_openai_backend_times_out_with_retries_and_refuses_malformed_replies():
     slow = ChatServer("slow")
     try:
+        # The server holds every reply until the test ends: only the client's own timeout
+        # can end each attempt, so three requests and the error show that it fired.
         vlm = OpenAIChatVLM(slow.url, "m", timeout_s=0.3, retries=2)
-        t0 = time.perf_counter()
         with pytest.raises(MultimodalError, match="no reply after 3 attempts"):
             vlm.describe([IMAGE], SCENE)
-        assert time.perf_counter() - t0 < 3.0 and len(slow.requests) == 3
+        assert len(slow.requests) == 3
     finally:
         slow.close()
     bad = ChatServer("malformed")
@@ -242,12 +244,11 @@ def test_openai_backend_times_out_with_retries_and_refuses_malformed_replies():
 class CountingBackend:
     name = "counting"
 
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.calls, self.delay_s = 0, delay_s
+    def __init__(self) -> None:
+        self.calls = 0
 
     def describe(self, images, scene):
         self.calls += 1
-        time.sleep(self.delay_s)
         return f"caption {self.calls}"
 
     def answer(self, question, images, scene):
@@ -280,15 +281,45 @@ def test_same_frame_replayed_calls_the_model_once_and_new_objects_call_it_again(
     assert bin(dhash(IMAGE) ^ dhash(IMAGE[::-1])).count("1") > 6  # other content, other hash
 
 
+class GatedBackend:
+    """A model that is busy until the test lets it finish: "slow" without any timing."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.busy, self.finish = threading.Event(), threading.Event()
+        self.described: list[int] = []
+
+    def describe(self, images, scene):
+        self.described.append(scene["stamp_ns"])
+        self.busy.set()
+        assert self.finish.wait(30.0), "the test never let the model finish"
+        return f"caption {len(self.described)}"
+
+    def answer(self, question, images, scene):
+        return self.describe(images, scene)
+
+
 def test_worker_keeps_the_rate_in_header_time_and_skips_frames_when_slow():
-    backend = CountingBackend(delay_s=0.2)
+    backend = GatedBackend()
     worker = MultimodalWorker(backend, rate_hz=1.0, cache=ResultCache(max_hamming=-1))
-    for k in range(30):  # 3 s of 10 Hz frames offered as fast as possible
-        worker.offer_frame(k * 100_000_000, IMAGE, SCENE)
+    accepted = []
+    for k in range(30):  # 3 s of 10 Hz frames offered at once (header time is what counts)
+        stamp = k * 100_000_000
+        accepted.append(worker.offer_frame(stamp, IMAGE, {**SCENE, "stamp_ns": stamp}))
+        if k == 0:
+            assert backend.busy.wait(30.0)  # the model is now busy with frame 0
+    backend.finish.set()
     worker.wait_idle()
     stats = worker.stats
-    assert stats.offered == 30 and stats.skipped_rate == 27  # 1 Hz in header time
-    assert backend.calls + stats.superseded == 3  # a slow model skips, never queues up
+    # 1 Hz in header time: frames at 0, 1 and 2 s pass the rate limit, 27 are skipped.
+    assert [k for k, a in enumerate(accepted) if a] == [0, 10, 20]
+    assert stats.offered == 30 and stats.skipped_rate == 27
+    # While the model was busy, the 2 s frame replaced the 1 s one: the newest frame wins
+    # and nothing queues up behind a slow model.
+    assert stats.superseded == 1 and stats.model_calls == 2
+    assert backend.described == [0, 2_000_000_000]
+    assert [r.stamp_ns for r in worker.results()] == [0, 2_000_000_000]
     worker.close()
 
 
