@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: all test demo demo-real sample-bag train-models bench lint clean venv
+.PHONY: all test demo demo-real sample-bag train-models bench lint clean venv ros-env
 
 all: test
 
@@ -18,11 +18,16 @@ $(STAMP): setup.py pyproject.toml constraints.txt scripts/install-system-deps.sh
 
 venv: $(STAMP)
 
+# ROS 2 Jazzy in the venv (rclpy from PyPI wheels; vision_msgs, radar_msgs and tf2_msgs built
+# from their .msg files, cached in .cache/ros); a no-op when a system ROS 2 is sourced.
+ros-env: $(STAMP)
+	scripts/install-ros.sh $(VENV) .cache/ros
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP)
+test: $(STAMP) ros-env
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
