@@ -3,8 +3,9 @@
 An anchor-keyed collector (the pattern Autoware adopted after message_filters'
 ApproximateTime proved unfit for camera-lidar fusion): each anchor message (default: the
 camera) gathers, for every other sensor, the message nearest to ``anchor + offset``
-within ``max_skew``. A frame is emitted as soon as every sensor's stream has passed its
-window, or when the header clock (the newest stamp seen) reaches ``anchor + timeout``;
+within ``max_skew``. A frame is emitted as soon as every sensor's partner is decided (its
+stream has passed the window, or a message at or after the target is in: later ones can
+only be farther), or when the header clock (the newest stamp seen) reaches ``anchor + timeout``;
 whatever has not arrived by then is reported missing. Time is header time only, so a
 replay is deterministic.
 
@@ -193,10 +194,22 @@ class Synchronizer:
 
     # -- decisions ---------------------------------------------------------------------
     def _window_passed(self, sensor: str, anchor_stamp: int) -> bool:
+        """Is this sensor's partner for the anchor decided? Yes once its stream has passed
+        the window's end, or once a message at or after the target (inside the window) is
+        in and the stream is ``reorder_tolerance`` past it: any later message can only be
+        farther from the target. The second rule saves waiting for the next message when
+        a sensor stamps after the camera (typically a lidar sweep's end stamp)."""
         window = self.config.windows[sensor]
-        end = anchor_stamp + window.offset_ns + window.max_skew_ns
+        target = anchor_stamp + window.offset_ns
+        end = target + window.max_skew_ns
         buf = self._buffers[sensor]
-        return bool(buf) and buf[-1].stamp > end + self.config.reorder_tolerance_ns
+        if not buf:
+            return False
+        tolerance = self.config.reorder_tolerance_ns
+        if buf[-1].stamp > end + tolerance:
+            return True
+        i = bisect.bisect_left([e.stamp for e in buf], target)
+        return i < len(buf) and buf[i].stamp <= end and buf[-1].stamp >= buf[i].stamp + tolerance
 
     def _ready(self, entry: _Entry) -> bool:
         assert self.clock is not None

@@ -39,6 +39,9 @@ def account(ingest: Ingest, sync: Synchronizer) -> dict[str, dict[str, Any]]:
             "used": used,
             "dropped": {k: v for k, v in sorted(outcomes.items()) if v},
         }
+        rate = stats.rate_hz()
+        if rate is not None:
+            report[topic]["rate_hz"] = round(rate, 3)
         if stats.notes:
             report[topic]["notes"] = dict(sorted(stats.notes.items()))
         if stats.last_problem:
@@ -68,6 +71,7 @@ def diagnostics_statuses(
                 values={
                     "in": row["in"],
                     "used": row["used"],
+                    **({"rate_hz": row["rate_hz"]} if "rate_hz" in row else {}),
                     **{f"dropped.{k}": v for k, v in row["dropped"].items()},
                     **{f"note.{k}": v for k, v in row.get("notes", {}).items()},
                 },

@@ -66,6 +66,15 @@ class TopicStats:
     outcomes: Counter[str] = field(default_factory=Counter)
     notes: Counter[str] = field(default_factory=Counter)  # repairs to messages still used
     last_problem: str = ""  # the newest drop or repair, naming field and value
+    first_stamp_ns: int | None = None  # header stamps of decoded messages, for the rate
+    last_stamp_ns: int | None = None
+    stamped: int = 0
+
+    def rate_hz(self) -> float | None:
+        if self.stamped < 2 or self.first_stamp_ns is None or self.last_stamp_ns is None:
+            return None
+        span = (self.last_stamp_ns - self.first_stamp_ns) / 1e9
+        return (self.stamped - 1) / span if span > 0 else None
 
 
 def topic_roles(p: Parameters) -> dict[str, str]:
@@ -149,6 +158,11 @@ class Ingest:
             return self._drop(topic, f"bad_{role}", exc)
         except Exception as exc:  # a message of the wrong type, a decoder bug: never fatal
             return self._drop(topic, "undecodable", exc)
+        if stamp is not None:
+            if stats.first_stamp_ns is None:
+                stats.first_stamp_ns = stamp
+            stats.last_stamp_ns = stamp
+            stats.stamped += 1
         return Decoded(topic, role, stamp, payload)
 
     def _drop(self, topic: str, reason: str, exc: Exception) -> None:

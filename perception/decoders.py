@@ -135,23 +135,16 @@ def class_aware_nms(
 @dataclass(frozen=True)
 class RawSegmentation:
     labels: np.ndarray  # (H, W) uint8 class ids at model-input resolution
-    confidence: np.ndarray | None  # (H, W) float32 softmax max, where the model gives logits
 
 
 def decode_argmax(out: np.ndarray) -> list[RawSegmentation]:
-    return [RawSegmentation(o.astype(np.uint8), None) for o in out.reshape(-1, *out.shape[-2:])]
+    return [RawSegmentation(o.astype(np.uint8)) for o in out.reshape(-1, *out.shape[-2:])]
 
 
 def decode_logits(out: np.ndarray) -> list[RawSegmentation]:
-    results = []
-    for logits in out:  # (C, H, W)
-        m = logits.max(axis=0)
-        e = np.exp(logits - m)
-        conf = 1.0 / e.sum(axis=0)  # softmax of the max class
-        results.append(
-            RawSegmentation(logits.argmax(axis=0).astype(np.uint8), conf.astype(np.float32))
-        )
-    return results
+    # Class ids only: nothing downstream reads a per-pixel confidence, and its softmax
+    # cost as much as the argmax.
+    return [RawSegmentation(logits.argmax(axis=0).astype(np.uint8)) for logits in out]
 
 
 def decode_twinlitenet(da: np.ndarray, ll: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

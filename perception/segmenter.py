@@ -27,7 +27,6 @@ from .tiling import Tile, make_tiles
 @dataclass(frozen=True)
 class Segmentation:
     labels: np.ndarray  # (H, W) uint8 class ids at the original image size
-    confidence: np.ndarray | None  # (H, W) float32 where the model gives logits
     class_names: tuple[str, ...]
     tiles: int = 1
 
@@ -99,7 +98,6 @@ class Segmenter:
         outs = self._run([bgr[t.y0 : t.y1, t.x0 : t.x1] for t in tiles], times)
         t0 = time.perf_counter()
         labels = np.zeros((h, w), np.uint8)
-        confidence = None
         for tile, out in zip(tiles, outs, strict=True):
             raw = self._decode(out[0][None])[0]
             tw, th = tile.x1 - tile.x0, tile.y1 - tile.y0
@@ -108,16 +106,9 @@ class Segmenter:
             labels[r0:r1, c0:c1] = tile_labels[
                 r0 - tile.y0 : r1 - tile.y0, c0 - tile.x0 : c1 - tile.x0
             ]
-            if raw.confidence is not None:
-                if confidence is None:
-                    confidence = np.zeros((h, w), np.float32)
-                tile_conf = cv2.resize(raw.confidence, (tw, th), interpolation=cv2.INTER_LINEAR)
-                confidence[r0:r1, c0:c1] = tile_conf[
-                    r0 - tile.y0 : r1 - tile.y0, c0 - tile.x0 : c1 - tile.x0
-                ]
         times.postprocess_ms += (time.perf_counter() - t0) * 1e3
         self.last_times = times
-        return Segmentation(labels, confidence, self.class_names, len(tiles))
+        return Segmentation(labels, self.class_names, len(tiles))
 
     def _segment_letterbox(self, bgr: np.ndarray) -> Segmentation:
         h, w = bgr.shape[:2]
@@ -132,15 +123,12 @@ class Segmenter:
         raw = self._decode(out[0][:1])[0]
         nw, nh = round(w * resize.scale_x), round(h * resize.scale_y)
         labels = cv2.resize(raw.labels[:nh, :nw], (w, h), interpolation=cv2.INTER_NEAREST)
-        conf = None
-        if raw.confidence is not None:
-            conf = cv2.resize(raw.confidence[:nh, :nw], (w, h), interpolation=cv2.INTER_LINEAR)
         times.preprocess_ms += (t1 - t0) * 1e3
         times.inference_ms += (t2 - t1) * 1e3
         times.postprocess_ms += (time.perf_counter() - t2) * 1e3
         times.calls += 1
         self.last_times = times
-        return Segmentation(labels, conf, self.class_names, 1)
+        return Segmentation(labels, self.class_names, 1)
 
     def _decode(self, out: np.ndarray) -> list[RawSegmentation]:
         if self.manifest.decoder == "logits":

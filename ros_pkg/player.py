@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,9 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
+
+from .bag_io import BagRecord
+from .typestore import get_project_typestore
 
 LATCHED_TOPICS = ("/tf_static",)
 
@@ -36,32 +39,53 @@ def _clock(stamp_ns: int) -> Clock:
     return msg
 
 
+Splice = Callable[[BagRecord], list[tuple[str, bytes | None]]]
+
+
 def play(
     bags: Sequence[Path],
     rate: float = 1.0,
     topics: Sequence[str] | None = None,
     clock_hz: float = 100.0,
     tail_s: float = 1.0,
-    node_name: str = "mmp_player",
+    splice: Splice | None = None,
+    extra_topics: dict[str, str] | None = None,
+    spin: Node | None = None,
 ) -> dict[str, int]:
-    """Publish; returns messages published per topic. rclpy must be initialised."""
+    """Publish; returns messages published per topic. rclpy must be initialised.
+
+    ``splice`` (tests, fault drills) sees each deserialised record and returns what to
+    publish in its place: ``(topic, cdr_bytes)`` pairs, ``None`` bytes for the record as
+    stored; ``extra_topics`` (topic -> type) are topics it may add. ``spin``: a node of
+    the caller's to spin while waiting, instead of sleeping.
+    """
     if rate <= 0:
         raise ValueError(f"rate={rate}: must be > 0")
-    node = Node(node_name)
+    node = Node("mmp_player")
     published: dict[str, int] = {}
+
+    def wait(seconds: float) -> None:
+        if spin is not None:
+            rclpy.spin_once(spin, timeout_sec=max(seconds, 0.0))
+        else:
+            time.sleep(max(seconds, 0.0))
+
     try:
         clock_pub = node.create_publisher(Clock, "/clock", 10)
         pubs: dict[str, Any] = {}
-        with AnyReader([Path(b) for b in bags]) as reader:
+        with AnyReader(
+            [Path(b) for b in bags], default_typestore=get_project_typestore()
+        ) as reader:
             conns = [c for c in reader.connections if topics is None or c.topic in topics]
-            for c in conns:
-                if c.topic in pubs:
-                    continue
+            types = {c.topic: c.msgtype for c in conns} | dict(extra_topics or {})
+            for topic, msgtype in types.items():
                 qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-                if c.topic in LATCHED_TOPICS:
+                if topic in LATCHED_TOPICS:
                     qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
-                pubs[c.topic] = node.create_publisher(_message_class(c.msgtype), c.topic, qos)
-            time.sleep(1.0)  # let subscribers discover the publishers before the first message
+                pubs[topic] = node.create_publisher(_message_class(msgtype), topic, qos)
+            end_discovery = time.monotonic() + 1.0  # subscribers match before the first message
+            while time.monotonic() < end_discovery:
+                wait(0.05)
             start_wall = time.monotonic()
             start_log: int | None = None
             next_clock = 0.0
@@ -74,16 +98,21 @@ def play(
                         bag_now = start_log + int((now - start_wall) * rate * 1e9)
                         clock_pub.publish(_clock(bag_now))
                         next_clock = now + 1.0 / clock_hz
-                    time.sleep(min(due - now, 1.0 / clock_hz))
+                    wait(min(due - now, 1.0 / clock_hz))
                 clock_pub.publish(_clock(log_ns))
-                pubs[conn.topic].publish(bytes(raw))
-                published[conn.topic] = published.get(conn.topic, 0) + 1
+                outgoing: list[tuple[str, bytes | None]] = [(conn.topic, None)]
+                if splice is not None:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    outgoing = splice(BagRecord(conn.topic, conn.msgtype, log_ns, msg))
+                for topic, data in outgoing:
+                    pubs[topic].publish(bytes(raw) if data is None else data)
+                    published[topic] = published.get(topic, 0) + 1
                 last_log = log_ns
             end = time.monotonic() + tail_s / rate
             while time.monotonic() < end:
                 last_log += int(1e9 / clock_hz)
                 clock_pub.publish(_clock(last_log))
-                time.sleep(1.0 / clock_hz / rate)
+                wait(1.0 / clock_hz / rate)
     finally:
         node.destroy_node()
     return published
