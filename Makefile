@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: all test demo demo-real sample-bag train-models bench lint clean venv ros-env
+.PHONY: all test demo demo-real live-demo sample-bag train-models bench lint clean venv ros-env
 
 all: test
 
@@ -40,6 +40,13 @@ demo: $(STAMP)
 	$(BIN)/mmp replay $(SAMPLE) --out $(OUT)
 	$(BIN)/mmp eval $(OUT)
 	@echo "demo outputs: $(OUT)/output.mcap $(OUT)/report.json $(OUT)/report.md $(OUT)/frame_*.jpg"
+
+# The node under real rclpy (ROS 2 from PyPI wheels unless a system ROS 2 is sourced): its
+# own process, the shipped bag played over DDS with /clock, every output recorded to
+# out/live/output; prints latency p50/p95 (and where it goes), output rates and drops.
+live-demo: $(STAMP) ros-env
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(BIN)/python -m multimodal_perception.ros_pkg.live \
+	  $(SAMPLE) --out out/live
 
 # Bags built from the real recordings in ../shared/data (never committed), replayed with
 # the real models (YOLOX-nano, tiled, and the Cityscapes DeepLab).

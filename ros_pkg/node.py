@@ -20,16 +20,13 @@ are processed and published, the final accounting is printed, exit code 0.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import signal
 import sys
 import threading
-import time
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import (
@@ -55,6 +52,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ..config import PARAMETERS, ParameterError, Parameters, validate
 from ..fusion.sync import SyncGroup
+from ..latency import FrameLatency
 from ..pipeline import Output, Pipeline
 from ..scheduling import LatestSlot
 from . import outputs as out
@@ -104,39 +102,6 @@ def _stamp_ns(msg: Any) -> int:
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
-class LatencyMeter:
-    """Receive -> publish latency per camera frame, matched by header stamp."""
-
-    def __init__(self, keep: int = 2000) -> None:
-        self._received: collections.OrderedDict[int, float] = collections.OrderedDict()
-        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=keep)
-        self._lock = threading.Lock()
-
-    def received(self, stamp_ns: int) -> None:
-        with self._lock:
-            self._received.setdefault(stamp_ns, time.monotonic())
-            while len(self._received) > 1000:
-                self._received.popitem(last=False)
-
-    def published(self, stamp_ns: int) -> None:
-        with self._lock:
-            t = self._received.pop(stamp_ns, None)
-            if t is not None:
-                self.latencies_ms.append((time.monotonic() - t) * 1e3)
-
-    def summary(self) -> dict[str, float]:
-        with self._lock:
-            v = np.array(self.latencies_ms, dtype=float)
-        if not v.size:
-            return {"frames": 0}
-        p50, p95 = np.percentile(v, [50, 95])
-        return {
-            "frames": int(v.size),
-            "p50_ms": round(float(p50), 1),
-            "p95_ms": round(float(p95), 1),
-        }
-
-
 class PerceptionNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("multimodal_perception", **kwargs)
@@ -144,7 +109,7 @@ class PerceptionNode(Node):
         transforms = self._tf_source()
         self.pipeline = Pipeline(self.params, RclpyFactory(), transforms)
         self.pipeline.diagnostics_on_frames = False  # a timer publishes them
-        self.latency = LatencyMeter()
+        self.latency = FrameLatency()
         self.frames_published = 0
         self._slot: LatestSlot[SyncGroup] = LatestSlot()
         self._outputs = self._make_publishers()
@@ -253,14 +218,16 @@ class PerceptionNode(Node):
     def on_message(self, topic: str, msg: Any, camera: bool = False) -> None:
         if camera:  # a malformed stamp is ingest's to count, not the meter's
             with contextlib.suppress(AttributeError, TypeError, ValueError):
-                self.latency.received(_stamp_ns(msg))
+                self.latency.mark(_stamp_ns(msg), "received")
         for group in self.pipeline.ingest(topic, msg):
             self._hand_over(group)
 
     def _hand_over(self, group: SyncGroup) -> None:
+        self.latency.mark(group.stamp_ns, "synced")
         replaced = self._slot.put(group)
         if replaced is not None:
             self.pipeline.count_superseded(replaced)
+            self.latency.forget(replaced.stamp_ns)
 
     def _on_clock_tick(self) -> None:
         for group in self.pipeline.advance(self.get_clock().now().nanoseconds):
@@ -307,11 +274,12 @@ class PerceptionNode(Node):
                 self._slot.done()
 
     def _run(self, group: SyncGroup) -> None:
+        self.latency.mark(group.stamp_ns, "started")
         outputs = self.pipeline.run(group)
         self._publish(outputs)
         if outputs:
             self.frames_published += 1
-            self.latency.published(group.stamp_ns)
+            self.latency.mark(group.stamp_ns, "published")
 
     def _publish(self, outputs: list[Output]) -> None:
         for o in outputs:

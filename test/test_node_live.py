@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import REPO, need_rclpy
 from multimodal_perception.ros_pkg.bag_io import iter_bag
@@ -38,11 +34,17 @@ from std_msgs.msg import String  # noqa: E402
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo  # noqa: E402
 from visualization_msgs.msg import MarkerArray  # noqa: E402
 
+from multimodal_perception.ros_pkg.live import (  # noqa: E402
+    final_accounting,
+    params_file,
+    spin_for,
+    start_node,
+    stop_node,
+)
 from multimodal_perception.ros_pkg.player import play  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
-BIN = Path(sys.executable).parent
 NS = "/perception"
 OUTPUTS = {
     "detections_2d": Detection2DArray,
@@ -71,45 +73,10 @@ class Run:
     answers: list = dataclasses.field(default_factory=list)
 
     def final(self) -> dict:
-        line = next(ln for ln in self.stdout.splitlines() if "final accounting:" in ln)
-        return json.loads(line.split("final accounting:", 1)[1])
+        return final_accounting(self.stdout)
 
     def statuses(self) -> list:
         return [s for _, m in self.diagnostics for s in m.status]
-
-
-def _params_file(tmp: Path) -> Path:
-    doc = yaml.safe_load((REPO / "config" / "perception.yaml").read_text())
-    # Reliable sensor subscriptions: nothing lost on loopback, so the final accounting can
-    # be compared with what the player published.
-    doc["/**"]["ros__parameters"]["qos"] = {"reliability": "reliable", "depth": 100}
-    path = tmp / "params.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
-def _start_node(tmp: Path) -> subprocess.Popen:
-    cmd = [
-        str(BIN / "multimodal_perception_node"),
-        "--ros-args",
-        "-r",
-        f"__ns:={NS}",
-        "--params-file",
-        str(_params_file(tmp)),
-        "-p",
-        "use_sim_time:=true",
-    ]
-    log = open(tmp / "node.log", "w")  # noqa: SIM115 (closed by the caller via the process)
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=os.environ)
-
-
-def _spin_until(node: Node, done, timeout_s: float) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-        if done():
-            return True
-    return False
 
 
 def _listener(run: Run) -> Node:
@@ -140,31 +107,20 @@ def _float_param(name: str, value: float) -> Parameter:
 def _call(node: Node, client, request):
     assert client.wait_for_service(timeout_sec=10), client.srv_name
     future = client.call_async(request)
-    assert _spin_until(node, future.done, 10), client.srv_name
+    assert spin_for(node, 10, future.done), client.srv_name
     return future.result()
-
-
-def _stop(proc: subprocess.Popen, sig: int, run: Run, listener: Node) -> None:
-    t0 = time.monotonic()
-    proc.send_signal(sig)
-    while proc.poll() is None and time.monotonic() - t0 < 10:
-        rclpy.spin_once(listener, timeout_sec=0.02)  # the node publishes its last frames
-    run.exit_s = time.monotonic() - t0
-    run.stdout = proc.communicate(timeout=10)[0]
-    run.returncode = proc.returncode
-    _spin_until(listener, lambda: False, 0.5)
 
 
 def _session(tmp: Path, splice=None, sig: int = signal.SIGTERM, extras: bool = True) -> Run:
     run = Run()
-    proc = _start_node(tmp)
+    proc = start_node(params_file(tmp / "params.yaml"), tmp / "node.log", NS)
     listener = _listener(run)
     try:
-        ready = _spin_until(listener, lambda: listener.count_publishers(f"{NS}/scene") > 0, 90)
+        ready = spin_for(listener, 90, lambda: listener.count_publishers(f"{NS}/scene") > 0)
         assert ready, (tmp / "node.log").read_text()[-3000:]
         extra = {"/camera/image_raw": "sensor_msgs/msg/Image"} if splice else None
         run.played = play([SHIPPED], splice=splice, extra_topics=extra, spin=listener)
-        _spin_until(listener, lambda: False, 1.0)
+        spin_for(listener, 1.0)
         if extras:
             setter = listener.create_client(
                 SetParameters, f"{NS}/multimodal_perception/set_parameters"
@@ -185,10 +141,10 @@ def _session(tmp: Path, splice=None, sig: int = signal.SIGTERM, extras: bool = T
             got = _call(listener, getter, GetParameters.Request(names=["filter.threshold.person"]))
             run.got_value = got.values[0].double_value
             ask = listener.create_publisher(String, f"{NS}/question", 10)
-            _spin_until(listener, lambda: listener.count_subscribers(f"{NS}/question") > 0, 5)
+            spin_for(listener, 5, lambda: listener.count_subscribers(f"{NS}/question") > 0)
             ask.publish(String(data="how many cars?"))
-            _spin_until(listener, lambda: bool(run.answers), 10)
-        _stop(proc, sig, run, listener)
+            spin_for(listener, 10, lambda: bool(run.answers))
+        run.returncode, run.exit_s, run.stdout = stop_node(proc, sig, listener)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -261,7 +217,7 @@ def test_diagnostics_at_one_hertz_with_stage_times_rates_and_drops(clean_run):
     values = {kv.key: kv.value for s in clean_run.statuses() for kv in s.values}
     assert {"detector.ms_median", "align.ms_median", "fusion3d.ms_median"} <= set(values)
     assert "rate_hz" in values and float(values["rate_hz"]) > 0
-    assert "latency.p95_ms" in values and "dropped.no_anchor" in values
+    assert "latency.total_ms_p95" in values and "dropped.no_anchor" in values
 
 
 def test_set_parameters_applies_valid_and_rejects_out_of_range(clean_run):
