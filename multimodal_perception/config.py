@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .fusion.consistency import CLASS_MAPS
 from .fusion.sync import SensorWindow, SyncConfig
 
 
@@ -32,6 +33,27 @@ class ParamSpec:
 
 
 MS = 1_000_000
+DEFAULT_THRESHOLD = 0.2
+# Calibrated on KITTI object + VoD 01047 and checked on VoD 00549 (fusion/consistency.py).
+CALIBRATED_THRESHOLDS = {"person": 0.14, "car": 0.22, "bicycle": 0.35}
+
+
+def threshold_key(cls: str) -> str:
+    """A class name as a parameter name segment (ROS 2 names allow no spaces)."""
+    return cls.replace(" ", "_")
+
+
+def _class_thresholds() -> dict[str, tuple[float, str]]:
+    """One threshold per class the filter can judge (every label space's class map)."""
+    classes = {c for mapping in CLASS_MAPS.values() for c in mapping}
+    out = {}
+    for cls in classes:
+        if cls in CALIBRATED_THRESHOLDS:
+            out[cls] = (CALIBRATED_THRESHOLDS[cls], f"Evidence threshold for {cls} (calibrated)")
+        else:
+            out[cls] = (DEFAULT_THRESHOLD, f"Evidence threshold for {cls} (not calibrated)")
+    return out
+
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("sensors.camera.rate_hz", 10.0, "Nominal camera rate", 1.0, 120.0),
@@ -145,15 +167,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("filter.enabled", True, "Semantic-consistency filtering of boxes"),
     ParamSpec(
         "filter.default_threshold",
-        0.2,
+        DEFAULT_THRESHOLD,
         "Evidence a box needs when its class has no calibrated threshold",
         0.0,
         1.0,
     ),
-    ParamSpec("filter.threshold.person", 0.14, "Calibrated evidence threshold", 0.0, 1.0),
-    ParamSpec("filter.threshold.car", 0.22, "Calibrated evidence threshold", 0.0, 1.0),
-    ParamSpec("filter.threshold.bicycle", 0.35, "Calibrated evidence threshold", 0.0, 1.0),
-    ParamSpec("filter.threshold.cyclist", 0.2, "Evidence threshold (synthetic class)", 0.0, 1.0),
+    *(
+        ParamSpec(f"filter.threshold.{threshold_key(cls)}", value, description, 0.0, 1.0)
+        for cls, (value, description) in sorted(_class_thresholds().items())
+    ),
     ParamSpec(
         "fusion.ego_motion_compensation",
         True,

@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .config import Parameters
+from .config import Parameters, threshold_key
 from .describe import describe_scene
 from .frame import FrameResult, SyncedFrame
 from .fusion.box_evidence import lidar_box_evidence, radar_box_evidence
-from .fusion.consistency import ConsistencyFilter, Decision, FilterConfig
+from .fusion.consistency import CLASS_MAPS, ConsistencyFilter, Decision, FilterConfig
 from .fusion.fusion3d import LidarFrame, prepare_lidar
 from .fusion.objects import (
     associate_radar,
@@ -45,8 +45,13 @@ from .scene import build_scene
 
 
 def filter_config(p: Parameters, label_space: str) -> FilterConfig:
+    # Parameter names spell "traffic light" as traffic_light; the filter uses class names.
+    names = {threshold_key(c): c for c in CLASS_MAPS.get(label_space, {})}
     thresholds = {
-        k.rsplit(".", 1)[1]: v for k, v in p.values.items() if k.startswith("filter.threshold.")
+        names.get(key, key): v
+        for k, v in p.values.items()
+        if k.startswith("filter.threshold.")
+        for key in [k.rsplit(".", 1)[1]]
     }
     return FilterConfig(
         label_space=label_space,

@@ -66,3 +66,18 @@ def test_unsafe_yaml_is_not_executed(tmp_path):
     path.write_text("/**:\n  ros__parameters: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(Exception, match="constructor"):
         load_parameters(path)
+
+
+def test_every_class_the_filter_judges_has_a_threshold_parameter(tmp_path):
+    from multimodal_perception.config import SPECS
+    from multimodal_perception.core import filter_config
+    from multimodal_perception.fusion.consistency import CLASS_MAPS
+
+    for space, mapping in CLASS_MAPS.items():
+        for cls in mapping:
+            name = "filter.threshold." + cls.replace(" ", "_")
+            assert name in SPECS, f"{cls} ({space}) has no threshold parameter"
+    path = tmp_path / "p.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    filter: {threshold: {traffic_light: 0.55}}\n")
+    config = filter_config(load_parameters(path), "cityscapes")
+    assert config.threshold("traffic light") == 0.55 and config.threshold("person") == 0.14
