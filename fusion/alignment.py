@@ -31,6 +31,7 @@ class AlignConfig:
     fixed_frame: str = "odom"
     motion_compensation: bool = True
     ego_velocity_dt_ns: int = 100_000_000  # finite-difference window for the ego velocity
+    anchor: str = "camera"  # the sensor whose messages define frames (sync.anchor)
 
 
 def ego_motion(
@@ -50,31 +51,41 @@ def ego_motion(
     return EgoMotion(b[:3, :3].T @ v_fixed, dyaw / dt)
 
 
+class NoCameraError(ValueError):
+    """A group without a camera image (the anchor is another sensor and no camera message
+    was near enough): there is no frame to run."""
+
+
+def _samples(group: SyncGroup, anchor: str) -> dict[str, tuple[int, Any]]:
+    """Sensor -> (stamp, payload) for the anchor and every partner found."""
+    out = {anchor: (group.stamp_ns, group.anchor[1])}
+    out.update({name: (p.stamp_ns, p.msg[1]) for name, p in group.partners.items()})
+    return out
+
+
 def _partner_points(
-    group: SyncGroup,
+    samples: dict[str, tuple[int, Any]],
     sensor: str,
+    camera_stamp: int,
     tf: TransformSource,
     config: AlignConfig,
     degraded: list[str],
     notes: list[str],
 ) -> tuple[Any, np.ndarray, np.ndarray] | None:
-    """A partner's payload, its points moved to the camera stamp (odometry permitting),
+    """A sensor's payload, its points moved to the camera stamp (odometry permitting),
     and its pose in base_link at its own stamp; None (flagged) without tf."""
-    partner = group.partners.get(sensor)
-    if partner is None:
+    if sensor not in samples:
         return None
-    _, payload = partner.msg
+    sensor_stamp, payload = samples[sensor]
     try:
-        T_base = tf.lookup(config.base_frame, payload.frame_id, partner.stamp_ns)
+        T_base = tf.lookup(config.base_frame, payload.frame_id, sensor_stamp)
     except TransformError as exc:
         degraded.append(f"no_tf_{sensor}:{exc.reason}")
         notes.append(f"{sensor} header.frame_id={payload.frame_id!r}: {exc}")
         return None
     xyz = payload.xyz
     if config.motion_compensation:
-        comp = compensate(
-            xyz, payload.frame_id, partner.stamp_ns, group.stamp_ns, tf, config.fixed_frame
-        )
+        comp = compensate(xyz, payload.frame_id, sensor_stamp, camera_stamp, tf, config.fixed_frame)
         if comp.applied:
             xyz = comp.points
         else:
@@ -90,9 +101,15 @@ def align(
 ) -> SyncedFrame:
     """``group.anchor`` and each partner's ``msg`` are ``(topic, payload)`` pairs: the
     camera payload has ``bgr`` and ``frame_id``; lidar and radar payloads ``xyz`` and
-    ``frame_id`` (radar also ``radial_velocity`` and ``over_ground``)."""
-    _, camera = group.anchor
-    stamp = group.stamp_ns
+    ``frame_id`` (radar also ``radial_velocity`` and ``over_ground``). Whichever sensor is
+    the anchor, the frame's time is the camera's stamp: the image is what every output
+    describes, so lidar and radar are moved to it."""
+    samples = _samples(group, config.anchor)
+    if "camera" not in samples:
+        raise NoCameraError(
+            f"no camera image within reach of the {config.anchor} at {group.stamp_ns} ns"
+        )
+    stamp, camera = samples["camera"]
     degraded: list[str] = [f"no_{s}" for s in group.missing]
     notes: list[str] = []
     model = camera_model
@@ -115,7 +132,7 @@ def align(
             notes.append(f"camera header.frame_id={cam_frame!r}: {exc}")
     lidar = None
     if T_cam_base is not None:  # lidar serves only through the image
-        found = _partner_points(group, "lidar", tf, config, degraded, notes)
+        found = _partner_points(samples, "lidar", stamp, tf, config, degraded, notes)
         if found is not None:
             lidar = LidarSweep(found[1], found[2])
     try:
@@ -124,7 +141,7 @@ def align(
         T_fixed_base = None
     ego = ego_motion(tf, config.fixed_frame, config.base_frame, stamp, config.ego_velocity_dt_ns)
     radar = None
-    found = _partner_points(group, "radar", tf, config, degraded, notes)
+    found = _partner_points(samples, "radar", stamp, tf, config, degraded, notes)
     if found is not None:
         points, xyz, T = found
         xyz_base = np.asarray(xyz, dtype=np.float64) @ T[:3, :3].T + T[:3, 3]
@@ -138,7 +155,10 @@ def align(
             else:
                 degraded.append("radar_velocity_relative_to_ego")
         radar = RadarReturns(xyz_base, velocity, sensor_xy)
-    partners = {name: PartnerInfo(p.stamp_ns, p.skew_ns) for name, p in group.partners.items()}
+    if config.anchor == "camera":
+        partners = {n: PartnerInfo(p.stamp_ns, p.skew_ns) for n, p in group.partners.items()}
+    else:  # skews relative to the camera, the frame's time
+        partners = {n: PartnerInfo(s, s - stamp) for n, (s, _) in samples.items() if n != "camera"}
     return SyncedFrame(
         stamp_ns=stamp,
         image=camera.bgr,

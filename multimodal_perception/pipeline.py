@@ -29,7 +29,7 @@ from .accounting import account, diagnostics_statuses
 from .config import Parameters, sync_config
 from .core import FrameCore
 from .frame import FrameResult
-from .fusion.alignment import AlignConfig, align
+from .fusion.alignment import AlignConfig, NoCameraError, align
 from .fusion.sync import SyncGroup, Synchronizer
 from .fusion.transforms import TransformBuffer, TransformSource
 from .ingest import Ingest
@@ -55,11 +55,6 @@ class Pipeline:
         transforms: TransformSource | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        if params["sync.anchor"] != "camera":
-            raise ValueError(
-                "sync.anchor: the pipeline needs the camera as its anchor "
-                f"(got {params['sync.anchor']!r})"
-            )
         self.params = params
         self.factory = factory
         self.clock = clock
@@ -170,6 +165,12 @@ class Pipeline:
             if frame.notes:
                 self.degraded_detail = frame.notes[-1]
             return self._frame_outputs(result)
+        except NoCameraError as exc:
+            log.info("%s", exc)
+            with self.lock:
+                self.ingest_stage.count(topic, "used", -1)
+                self.ingest_stage.count(topic, "no_camera_partner")
+            return []
         except Exception as exc:
             log.exception("frame at %d ns failed: %s", group.stamp_ns, exc)
             with self.lock:
@@ -191,7 +192,10 @@ class Pipeline:
     def _align_config(self) -> AlignConfig:
         p = self.params
         return AlignConfig(
-            p["frames.base"], p["frames.fixed"], bool(p["fusion.ego_motion_compensation"])
+            p["frames.base"],
+            p["frames.fixed"],
+            bool(p["fusion.ego_motion_compensation"]),
+            anchor=p["sync.anchor"],
         )
 
     def _on_time_jump(self) -> None:

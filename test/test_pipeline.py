@@ -310,3 +310,28 @@ def test_replay_reads_sqlite3_and_ros1_bags(tmp_path):
         result = replay([bag], tmp_path / f"out_{bag.stem}", pictures=0, progress=False)
         assert result.report["frames"] >= 10, bag
         assert result.report["inputs_balanced"]
+
+
+def test_any_sensor_can_anchor_frames_and_the_image_stays_the_frame_time():
+    results = {}
+    for anchor in ("camera", "lidar"):
+        params = load_parameters(REPO / "config" / "perception.yaml").with_overrides(
+            {"sync.anchor": anchor}
+        )
+        pipeline = Pipeline(params, RosbagsFactory(get_project_typestore()))
+        pipeline.keep_results = True
+        for rec in iter_bag(SHIPPED):
+            pipeline.process(rec.topic, rec.msg)
+        pipeline.finish()
+        results[anchor] = {r.stamp_ns: r for r in pipeline.results}
+        rows = pipeline.accounting()
+        assert all(r["in"] == r["used"] + sum(r["dropped"].values()) for r in rows.values())
+    by_camera, by_lidar = results["camera"], results["lidar"]
+    # Lidar-anchored frames are the camera images nearest each sweep, stamped as the image.
+    assert len(by_lidar) >= 48 and set(by_lidar) <= set(by_camera)
+    same = 0
+    for stamp, r in by_lidar.items():
+        np.testing.assert_array_equal(r.detections.boxes, by_camera[stamp].detections.boxes)
+        assert r.scene["sensors"]["lidar"]["present"]
+        same += r.kept == by_camera[stamp].kept
+    assert same >= 0.9 * len(by_lidar)
