@@ -8,17 +8,24 @@ one importable package, ``multimodal_perception``, so nothing generic such as
 
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "multimodal_perception"
 
-SUBPACKAGES = {
-    "ros_pkg": "ros_pkg",
-    "perception": "perception",
-    "fusion": "fusion",
-    "sim": "sim",
-    "datasets": "multimodal_perception/datasets",
-}
+# Top-level folders installed as multimodal_perception.<name>; every package below them
+# (a folder with an __init__.py, e.g. perception/training) comes along.
+ROOTS = ("ros_pkg", "perception", "fusion", "sim")
+
+
+def _package_dirs() -> dict[str, str]:
+    dirs = {PACKAGE: PACKAGE}
+    for sub in find_packages(PACKAGE):  # multimodal_perception/datasets, ...
+        dirs[f"{PACKAGE}.{sub}"] = f"{PACKAGE}/{sub.replace('.', '/')}"
+    for root in ROOTS:
+        dirs[f"{PACKAGE}.{root}"] = root
+        for sub in find_packages(root):
+            dirs[f"{PACKAGE}.{root}.{sub}"] = f"{root}/{sub.replace('.', '/')}"
+    return dirs
 
 
 def _data_files() -> list[tuple[str, list[str]]]:
@@ -39,9 +46,11 @@ setup(
     version="0.1.0",
     description="ROS 2 camera/lidar/radar perception with semantic-consistency filtering",
     license="Apache-2.0",
-    python_requires=">=3.10,<3.13",
-    packages=[PACKAGE] + [f"{PACKAGE}.{name}" for name in SUBPACKAGES],
-    package_dir={PACKAGE: PACKAGE} | {f"{PACKAGE}.{k}": v for k, v in SUBPACKAGES.items()},
+    # constraints.txt pins numpy 2.4 and scipy 1.17 (3.11 at least); its pins have wheels up to
+    # 3.13. Tested on 3.11.
+    python_requires=">=3.11,<3.14",
+    packages=list(_package_dirs()),
+    package_dir=_package_dirs(),
     package_data={f"{PACKAGE}.ros_pkg": ["msg/*/*.msg"]},
     data_files=_data_files(),
     install_requires=[
