@@ -18,7 +18,7 @@ went backwards by more than ``time_jump`` and the collector reset).
 from __future__ import annotations
 
 import bisect
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -77,6 +77,7 @@ class SyncConfig:
 class _Entry:
     stamp: int
     msg: Any
+    key: str  # whose message (the input topic): outcomes are counted per key too
     used: bool = False
     in_reach: bool = False
 
@@ -100,6 +101,9 @@ class Synchronizer:
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
         self.counts: dict[str, Counter[Outcome]] = {s: Counter() for s in config.sensors}
+        # The same outcomes per key (input topic): a sensor fed by two topics (raw and
+        # compressed images) is accounted per topic.
+        self.key_counts: dict[str, Counter[Outcome]] = defaultdict(Counter)
         self.received: Counter[str] = Counter()
         self.resets = 0
         self._reset_state()
@@ -108,21 +112,32 @@ class Synchronizer:
         self.clock: int | None = None
         self._pending: list[_Entry] = []  # anchors awaiting their partners, by stamp
         self._buffers: dict[str, list[_Entry]] = {s: [] for s in self.config.windows}
+        # Stamps of the partners settled last (bounded): a late same-stamp copy is a copy.
+        self._settled: dict[str, deque[int]] = {
+            s: deque(maxlen=self.config.max_buffer) for s in self.config.windows
+        }
         self._last_emitted: int | None = None
+        self._emitted: list[int] = []  # the last emitted anchor stamps, ascending (bounded)
 
     # -- input -------------------------------------------------------------------------
-    def push(self, sensor: str, stamp_ns: int, msg: Any) -> list[SyncGroup]:
-        """Add one message; returns the frames that became complete (in stamp order)."""
+    def _count(self, sensor: str, entry: _Entry, outcome: Outcome) -> None:
+        self.counts[sensor][outcome] += 1
+        self.key_counts[entry.key][outcome] += 1
+
+    def push(self, sensor: str, stamp_ns: int, msg: Any, key: str | None = None) -> list[SyncGroup]:
+        """Add one message; returns the frames that became complete (in stamp order).
+        ``key`` (default: the sensor) names the message's source in ``key_counts``."""
         if sensor not in self.counts:
             raise KeyError(f"unknown sensor {sensor!r}; configured: {self.config.sensors}")
         self.received[sensor] += 1
         if self.clock is not None and stamp_ns < self.clock - self.config.time_jump_ns:
             self._time_jump()
         self.clock = stamp_ns if self.clock is None else max(self.clock, stamp_ns)
+        entry = _Entry(stamp_ns, msg, key if key is not None else sensor)
         if sensor == self.config.anchor:
-            self._add_anchor(_Entry(stamp_ns, msg))
+            self._add_anchor(entry)
         else:
-            self._add_partner(sensor, _Entry(stamp_ns, msg))
+            self._add_partner(sensor, entry)
         frames = self._emit_ready()
         self._evict()
         return frames
@@ -149,23 +164,23 @@ class Synchronizer:
         return frames
 
     def _time_jump(self) -> None:
-        self.counts[self.config.anchor][Outcome.TIME_JUMP] += len(self._pending)
+        for entry in self._pending:
+            self._count(self.config.anchor, entry, Outcome.TIME_JUMP)
         for sensor, buf in self._buffers.items():
             for entry in buf:
-                outcome = Outcome.USED if entry.used else Outcome.TIME_JUMP
-                self.counts[sensor][outcome] += 1
+                self._count(sensor, entry, Outcome.USED if entry.used else Outcome.TIME_JUMP)
         self.resets += 1
         self._reset_state()
 
     def _add_anchor(self, entry: _Entry) -> None:
         anchor = self.config.anchor
         if self._last_emitted is not None and entry.stamp <= self._last_emitted:
-            self.counts[anchor][Outcome.TOO_OLD] += 1
+            self._count(anchor, entry, Outcome.TOO_OLD)
             return
         stamps = [e.stamp for e in self._pending]
         i = bisect.bisect_left(stamps, entry.stamp)
         if i < len(stamps) and stamps[i] == entry.stamp:
-            self.counts[anchor][Outcome.SUPERSEDED] += 1  # same stamp: the newer one wins
+            self._count(anchor, self._pending[i], Outcome.SUPERSEDED)  # the newer one wins
             self._pending[i] = entry
             return
         # More than max_buffer pending anchors: _emit_ready sends the oldest out with what
@@ -174,23 +189,32 @@ class Synchronizer:
 
     def _add_partner(self, sensor: str, entry: _Entry) -> None:
         window = self.config.windows[sensor]
+        if entry.stamp in self._settled[sensor]:
+            # A copy of a partner already decided (used, or settled when it fell out of
+            # reach): the first copy counted, this one is superseded.
+            self._count(sensor, entry, Outcome.SUPERSEDED)
+            return
         if self._unreachable(entry.stamp, window):
             # Every anchor that could reach it has been emitted already.
-            self.counts[sensor][Outcome.TOO_OLD] += 1
+            self._count(sensor, entry, Outcome.TOO_OLD)
             return
         buf = self._buffers[sensor]
         stamps = [e.stamp for e in buf]
         i = bisect.bisect_left(stamps, entry.stamp)
         if i < len(buf) and buf[i].stamp == entry.stamp:
-            old = buf[i]
-            entry.used, entry.in_reach = old.used, old.in_reach
-            self.counts[sensor][Outcome.SUPERSEDED] += 1
-            buf[i] = entry
+            # A same-stamp copy of a partner: the first one stays, because a partner may be
+            # decided (and used) as soon as it is in.
+            self._count(sensor, entry, Outcome.SUPERSEDED)
             return
+        # In the window of a frame already emitted (decided before this one came): it was
+        # within reach, and lost to the partner chosen then.
+        lo = entry.stamp - window.offset_ns - window.max_skew_ns
+        j = bisect.bisect_left(self._emitted, lo)
+        entry.in_reach = j < len(self._emitted) and self._emitted[j] <= lo + 2 * window.max_skew_ns
         buf.insert(i, entry)
         while len(buf) > self.config.max_buffer:
             dropped = buf.pop(0)
-            self.counts[sensor][Outcome.USED if dropped.used else Outcome.OVERFLOW] += 1
+            self._count(sensor, dropped, Outcome.USED if dropped.used else Outcome.OVERFLOW)
 
     # -- decisions ---------------------------------------------------------------------
     def _window_passed(self, sensor: str, anchor_stamp: int) -> bool:
@@ -248,8 +272,10 @@ class Synchronizer:
             else:
                 best.used = True
                 partners[sensor] = Partner(best.stamp, best.msg, best.stamp - target)
-        self.counts[self.config.anchor][Outcome.USED] += 1
+        self._count(self.config.anchor, entry, Outcome.USED)
         self._last_emitted = entry.stamp
+        self._emitted.append(entry.stamp)
+        del self._emitted[: -self.config.max_buffer]
         return SyncGroup(entry.stamp, entry.msg, partners, tuple(missing))
 
     def _settle(self, sensor: str, entry: _Entry) -> None:
@@ -259,7 +285,8 @@ class Synchronizer:
             outcome = Outcome.SUPERSEDED
         else:
             outcome = Outcome.NO_ANCHOR
-        self.counts[sensor][outcome] += 1
+        self._count(sensor, entry, outcome)
+        self._settled[sensor].append(entry.stamp)
 
     def _evict(self) -> None:
         """Settle partner messages no future anchor can reach, or that aged out."""
@@ -291,4 +318,10 @@ class Synchronizer:
     def pending(self) -> dict[str, int]:
         out = {s: len(b) for s, b in self._buffers.items()}
         out[self.config.anchor] = len(self._pending)
+        return out
+
+    def pending_by_key(self) -> Counter[str]:
+        out: Counter[str] = Counter(e.key for e in self._pending)
+        for buf in self._buffers.values():
+            out.update(e.key for e in buf)
         return out

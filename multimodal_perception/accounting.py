@@ -18,20 +18,16 @@ from .ros_pkg import outputs as out
 
 
 def account(ingest: Ingest, sync: Synchronizer) -> dict[str, dict[str, Any]]:
-    sensor_topic: dict[str, str] = {}
-    for topic, role in ingest.roles.items():
-        if role in SENSOR_ROLES and ingest.stats[topic].received:
-            sensor_topic[role] = topic
-    pending = sync.pending()
+    pending = sync.pending_by_key()
     report: dict[str, dict[str, Any]] = {}
     for topic, stats in list(ingest.stats.items()):
         outcomes = Counter(stats.outcomes)
         role = ingest.roles.get(topic)
-        if role in sensor_topic and sensor_topic[role] == topic:
-            for outcome, n in sync.counts[role].items():
+        if role in SENSOR_ROLES:  # the synchroniser decided what became of its messages
+            for outcome, n in sync.key_counts.get(topic, Counter()).items():
                 outcomes[outcome.value if isinstance(outcome, Outcome) else outcome] += n
-            if pending.get(role, 0):
-                outcomes["pending"] += pending[role]
+            if pending[topic]:
+                outcomes["pending"] += pending[topic]
         used = outcomes.pop("used", 0)
         report[topic] = {
             "role": role,

@@ -131,7 +131,9 @@ class Pipeline:
                 self.camera_model = decoded.payload
                 return []
             prior_resets = self.sync.resets
-            groups = self.sync.push(decoded.role, decoded.stamp_ns, (topic, decoded.payload))
+            groups = self.sync.push(
+                decoded.role, decoded.stamp_ns, (topic, decoded.payload), key=topic
+            )
             if self.sync.resets != prior_resets:
                 self._on_time_jump()
             return groups

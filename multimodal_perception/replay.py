@@ -31,7 +31,7 @@ import numpy as np
 
 from .config import load_parameters
 from .pipeline import Output, Pipeline
-from .ros_pkg.bag_io import BagWriter, iter_bag
+from .ros_pkg.bag_io import BagDamage, BagWriter, bag_message_counts, iter_bag
 from .ros_pkg.factory import RosbagsFactory
 from .ros_pkg.typestore import get_project_typestore
 
@@ -78,9 +78,13 @@ def replay(
     factory = RosbagsFactory(get_project_typestore())
     pipeline = Pipeline(params, factory)
     pipeline.keep_debug = True
-    records = list(iter_bag(bags))
     inputs = pipeline.inputs()
-    camera_msgs = sum(1 for r in records if inputs.get(r.topic) == "camera")
+    # Messages stream from the bag as they are processed (memory does not grow with the
+    # bag); the counts for sampling pictures and the progress bar come from its index.
+    counts = bag_message_counts(bags)
+    total = sum(counts.values()) if counts else 0
+    camera_msgs = sum(n for t, n in (counts or {}).items() if inputs.get(t) == "camera")
+    damage: list[BagDamage] = []
     sample = (
         set(
             np.linspace(0, max(camera_msgs - 1, 0), min(pictures, camera_msgs))
@@ -125,7 +129,7 @@ def replay(
                             )
                         )
 
-        for n, rec in enumerate(records, 1):
+        for n, rec in enumerate(iter_bag(bags, damage=damage), 1):
             if rec.error is not None:
                 corrupt[rec.topic] += 1
                 continue
@@ -149,7 +153,7 @@ def replay(
                 for question in questions or ():
                     emit(pipeline.ask(question))
             if progress:
-                _progress(n, len(records), start)
+                _progress(n, max(total, n), start)
         emit(pipeline.finish())
         for question in questions or ():
             emit(pipeline.ask(question))
@@ -158,7 +162,11 @@ def replay(
     mcap = out_dir / "output.mcap"
     (tmp / "output.mcap").replace(mcap)
     shutil.rmtree(tmp)
-    report = _report(pipeline, bags, not_subscribed, corrupt, scene_count, elapsed)
+    lost: Counter[str] = Counter()
+    for d in damage:
+        lost.update(d.lost)
+    report = _report(pipeline, bags, not_subscribed, corrupt, lost, scene_count, elapsed)
+    report["damage"] = [d.to_json() for d in damage]
     report["pictures"] = picture_paths
     report["multimodal"] = answers
     report["inputs_not_copied_to_output"] = dict(sorted(not_copied.items()))
@@ -189,14 +197,21 @@ def _report(
     bags: list[Path],
     not_subscribed: Counter[str],
     corrupt: Counter[str],
+    lost: Counter[str],
     scene_count: int,
     elapsed: float,
 ) -> dict[str, Any]:
     accounting = pipeline.accounting()
-    for topic, n in corrupt.items():
-        row = accounting.setdefault(topic, {"role": None, "in": 0, "used": 0, "dropped": {}})
-        row["in"] += n
-        row["dropped"]["corrupt_in_bag"] = row["dropped"].get("corrupt_in_bag", 0) + n
+    inputs = pipeline.inputs()
+    for reason, counter in (("corrupt_in_bag", corrupt), ("lost_in_bag", lost)):
+        for topic, n in counter.items():
+            if reason == "lost_in_bag" and topic not in inputs:
+                continue  # a topic the pipeline does not read: reported under damage
+            row = accounting.setdefault(
+                topic, {"role": inputs.get(topic), "in": 0, "used": 0, "dropped": {}}
+            )
+            row["in"] += n
+            row["dropped"][reason] = row["dropped"].get(reason, 0) + n
     balanced = all(r["in"] == r["used"] + sum(r["dropped"].values()) for r in accounting.values())
     stage_ms = {k: _percentiles(v) for k, v in sorted(pipeline.timings.items()) if v}
     model_ms = sum(

@@ -9,6 +9,8 @@ the caller can count it.
 
 from __future__ import annotations
 
+import heapq
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
+from .bag_salvage import BagDamage, salvage_records
 from .factory import RosbagsFactory
 from .stamps import stamp_to_ns
 from .typestore import get_project_typestore
@@ -77,20 +80,90 @@ class BagRecord:
 
 
 def iter_bag(
-    paths: str | Path | Sequence[str | Path], topics: Sequence[str] | None = None
+    paths: str | Path | Sequence[str | Path],
+    topics: Sequence[str] | None = None,
+    damage: list[BagDamage] | None = None,
 ) -> Iterator[BagRecord]:
-    """Every message of the bag(s) in log-time order, deserialised, or with its error."""
+    """Every message of the bag(s) in log-time order, deserialised, or with its error.
+
+    Streams: memory does not grow with the bag. rosbag2 MCAP is read chunk by chunk with
+    CRCs checked (``bag_salvage``), so a truncated file or a corrupt chunk loses only what
+    is damaged; sqlite3 and ROS 1 bags are read by rosbags, and a sqlite3 bag rosbags
+    cannot open or finish is read again by ``bag_salvage`` from where it stopped. What was
+    lost is appended to ``damage`` (one ``BagDamage`` per damaged bag) once the iteration
+    ends."""
     if isinstance(paths, str | Path):
         paths = [paths]
-    with AnyReader([Path(p) for p in paths], default_typestore=get_project_typestore()) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in topics]
-        for conn, log_time, raw in reader.messages(connections=conns):
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-            except Exception as exc:
-                yield BagRecord(conn.topic, conn.msgtype, log_time, None, exc)
-                continue
-            yield BagRecord(conn.topic, conn.msgtype, log_time, msg)
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"bag {', '.join(missing)} does not exist")
+    typestore = get_project_typestore()
+    last_ns: int | None = None
+    at_last: Counter[str] = Counter()  # topics yielded at last_ns, not to be yielded twice
+    problem = ""
+    if not all(_is_mcap(p) for p in paths):
+        try:
+            with AnyReader(paths, default_typestore=typestore) as reader:
+                conns = [c for c in reader.connections if topics is None or c.topic in topics]
+                for conn, log_time, raw in reader.messages(connections=conns):
+                    if log_time != last_ns:
+                        last_ns, at_last = log_time, Counter()
+                    at_last[conn.topic] += 1
+                    yield _record(conn.topic, conn.msgtype, log_time, raw, reader.deserialize)
+            return
+        except Exception as exc:
+            if any(p.suffix == ".bag" for p in paths):
+                raise  # ROS 1 bags: no salvage
+            problem = f"rosbags could not read it: {type(exc).__name__}: {exc}"
+    damages = [BagDamage(str(p), [problem] if problem else []) for p in paths]
+    streams = [salvage_records(p, d) for p, d in zip(paths, damages, strict=True)]
+    for rec in heapq.merge(*streams, key=lambda r: r.log_time_ns):
+        if topics is not None and rec.topic not in topics:
+            continue
+        if _already_yielded(rec.topic, rec.log_time_ns, last_ns, at_last):
+            continue
+        if rec.msgtype not in typestore.types:
+            damages[0].unreadable_topics.setdefault(rec.topic, f"type {rec.msgtype!r} unknown")
+        yield _record(rec.topic, rec.msgtype, rec.log_time_ns, rec.data, typestore.deserialize_cdr)
+    if damage is not None:
+        damage.extend(d for d in damages if d.problems or d.lost or d.unreadable_topics)
+
+
+def _is_mcap(path: Path) -> bool:
+    return path.suffix == ".mcap" or (path.is_dir() and any(path.glob("*.mcap")))
+
+
+def _already_yielded(topic: str, log_ns: int, last_ns: int | None, at_last: Counter) -> bool:
+    """Was this message yielded before rosbags stopped? (``at_last`` is consumed.)"""
+    if last_ns is None or log_ns > last_ns:
+        return False
+    if log_ns < last_ns:
+        return True
+    if at_last[topic] > 0:
+        at_last[topic] -= 1
+        return True
+    return False
+
+
+def _record(topic: str, msgtype: str, log_time: int, raw: Any, deserialize: Any) -> BagRecord:
+    try:
+        return BagRecord(topic, msgtype, log_time, deserialize(raw, msgtype))
+    except Exception as exc:
+        return BagRecord(topic, msgtype, log_time, None, exc)
+
+
+def bag_message_counts(paths: Sequence[str | Path]) -> dict[str, int] | None:
+    """Messages per topic from the bags' indexes (metadata, summaries), without reading
+    the messages; None where a bag's index cannot be read."""
+    counts: Counter[str] = Counter()
+    try:
+        with AnyReader([Path(p) for p in paths], default_typestore=get_project_typestore()) as r:
+            for conn in r.connections:
+                counts[conn.topic] += conn.msgcount
+    except Exception:
+        return None
+    return dict(counts)
 
 
 def bag_metadata(path: str | Path) -> dict[str, str]:
@@ -134,4 +207,12 @@ def summarise_bag(paths: str | Path | Sequence[str | Path]) -> dict[str, TopicSu
     return out
 
 
-__all__ = ["BagRecord", "BagWriter", "RosbagsFactory", "bag_metadata", "iter_bag", "summarise_bag"]
+__all__ = [
+    "BagDamage",
+    "BagRecord",
+    "BagWriter",
+    "RosbagsFactory",
+    "bag_metadata",
+    "iter_bag",
+    "summarise_bag",
+]

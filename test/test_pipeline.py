@@ -276,8 +276,8 @@ def test_bad_parameters_are_refused():
 
     with pytest.raises(ParameterError, match=r"detector\.tile_overlap=0\.95"):
         _pipeline(**{"detector.tile_overlap": 0.95})
-    with pytest.raises(ValueError, match=r"sync\.anchor"):
-        _pipeline(**{"sync.anchor": "lidar"})
+    with pytest.raises(ParameterError, match=r"sync\.anchor"):
+        _pipeline(**{"sync.anchor": "sonar"})
 
 
 def test_replay_reads_sqlite3_and_ros1_bags(tmp_path):

@@ -5,7 +5,8 @@ stream in hand: every distinct anchor stamp is one frame (a later same-stamp anc
 supersedes an earlier one); for each partner, the message nearest to ``anchor + offset``
 within ``max_skew`` (on a tie the earlier stamp), else the partner is missing; a partner
 message chosen by some frame is used, one within reach of some anchor but never chosen is
-superseded (so is every same-stamp copy but the last to arrive), and the rest had no anchor.
+superseded (so is every same-stamp copy but one: the last anchor, the first partner to
+arrive), and the rest had no anchor.
 
 That is what the online collector must produce whenever arrival order stays within
 ``reorder_tolerance`` (a message arrives before any message stamped more than the
@@ -102,10 +103,13 @@ def streams(draw) -> Stream:
 def oracle(stream: Stream) -> tuple[list[Row], dict[str, Counter]]:
     """Frames and outcome counts from the contract, with the whole stream in hand."""
     config = stream.config
-    last: dict[tuple[str, int], int] = {}  # (sensor, stamp) -> payload of the last arrival
+    # (sensor, stamp) -> payload of the copy that counts: the last anchor to arrive, the
+    # first partner (a partner is decided as soon as it is in; a later copy is too late).
+    last: dict[tuple[str, int], int] = {}
     received: Counter[str] = Counter()
     for sensor, stamp, payload in stream.events:
-        last[sensor, stamp] = payload
+        if sensor == config.anchor or (sensor, stamp) not in last:
+            last[sensor, stamp] = payload
         received[sensor] += 1
     distinct = {s: sorted(t for n, t in last if n == s) for s in config.sensors}
     counts = {s: Counter() for s in config.sensors}
