@@ -3,7 +3,12 @@
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    Shutdown,
+)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
@@ -49,6 +54,7 @@ def generate_launch_description() -> LaunchDescription:
                     LaunchConfiguration("rate"),
                 ],
                 output="screen",
+                on_exit=Shutdown(reason="the bag has been played"),
             ),
         ]
     )

@@ -38,13 +38,21 @@ def resolve_model_path(manifest: ModelManifest, directory: Path | None) -> Path:
 
 
 def default_model(task: str, directory: Path | None) -> str:
-    """Real model when a model directory with it exists, else the project-trained one."""
+    """The real model for ``task`` when a model directory was asked for, else the
+    project-trained one. A directory that was asked for and does not hold the model is an
+    error, never a silent fallback to the tiny models."""
     real = DEFAULT_REAL.get(task)
-    if real and directory is not None:
-        manifest = available_manifests()[real]
-        if (directory / manifest.file).exists():
-            return real
-    return DEFAULT_EMBEDDED[task]
+    if directory is None or real is None:
+        return DEFAULT_EMBEDDED[task]
+    if not directory.is_dir():
+        raise ModelLoadError(f"model directory {directory} does not exist")
+    manifest = available_manifests()[real]
+    if not (directory / manifest.file).exists():
+        raise ModelLoadError(
+            f"model directory {directory} has no {manifest.file} (the default {task} model "
+            f"{real}); name another with models.detector / models.segmenter"
+        )
+    return real
 
 
 def load_model(

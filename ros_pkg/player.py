@@ -42,6 +42,21 @@ def _clock(stamp_ns: int) -> Clock:
 Splice = Callable[[BagRecord], list[tuple[str, bytes | None]]]
 
 
+def _wait_for_subscribers(pubs: list[Any], wait: Callable[[float], None]) -> None:
+    """Until the publishers' matched subscriptions stop growing (0.5 s steady, after at
+    least one match), at most 10 s: a fixed sleep loses the first messages to a slow
+    subscriber (best-effort sensor QoS does not resend)."""
+    start = time.monotonic()
+    matched, steady_since = -1, start
+    while time.monotonic() - start < 10.0:
+        now_matched = sum(p.get_subscription_count() > 0 for p in pubs)
+        if now_matched != matched:
+            matched, steady_since = now_matched, time.monotonic()
+        elif matched > 0 and time.monotonic() - steady_since >= 0.5:
+            return
+        wait(0.05)
+
+
 def play(
     bags: Sequence[Path],
     rate: float = 1.0,
@@ -83,9 +98,7 @@ def play(
                 if topic in LATCHED_TOPICS:
                     qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
                 pubs[topic] = node.create_publisher(_message_class(msgtype), topic, qos)
-            end_discovery = time.monotonic() + 1.0  # subscribers match before the first message
-            while time.monotonic() < end_discovery:
-                wait(0.05)
+            _wait_for_subscribers(list(pubs.values()), wait)
             start_wall = time.monotonic()
             start_log: int | None = None
             next_clock = 0.0
