@@ -14,6 +14,7 @@ import numpy as np
 
 from .errors import EncodingError, LayoutError, ValueRangeError
 from .factory import MessageFactory
+from .limits import DEFAULT_LIMITS, MessageLimits
 from .stamps import make_header
 
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -50,14 +51,21 @@ def _matrix(msg: Any, names: tuple[str, ...], shape: tuple[int, int]) -> np.ndar
             values = np.asarray(getattr(msg, name), dtype=np.float64).reshape(-1)
             if values.size != shape[0] * shape[1]:
                 raise LayoutError(CAMERA_INFO, name, values.size, f"expected {shape} values")
-            if not np.all(np.isfinite(values)):
-                raise ValueRangeError(CAMERA_INFO, name, values.tolist(), "not finite")
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueRangeError(CAMERA_INFO, f"{name}[{i}]", float(values[i]), "not finite")
             return values.reshape(shape)
     raise LayoutError(CAMERA_INFO, names[0], None, "field missing")
 
 
-def camera_info_to_model(msg: Any) -> CameraModel:
-    """Validate a CameraInfo (ROS 2 ``k d r p`` or ROS 1 ``K D R P`` names) into a model."""
+def camera_info_to_model(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> CameraModel:
+    """Validate a CameraInfo (ROS 2 ``k d r p`` or ROS 1 ``K D R P`` names) into a model.
+
+    Refused with a :class:`ValueRangeError` naming the field: NaN/Inf in K, D, R or P, a
+    focal length (fx, fy of K or P) that is not positive, and a width or height of 0 or
+    over ``limits.max_image_side``.
+    """
     K = _matrix(msg, ("k", "K"), (3, 3))
     R = _matrix(msg, ("r", "R"), (3, 3))
     P = _matrix(msg, ("p", "P"), (3, 4))
@@ -76,17 +84,24 @@ def camera_info_to_model(msg: Any) -> CameraModel:
         raise LayoutError(
             CAMERA_INFO, "d", D.tolist(), f"{model} takes {DISTORTION_COEFFS[model]} coefficients"
         )
-    if not np.all(np.isfinite(D)):
-        raise ValueRangeError(CAMERA_INFO, "d", D.tolist(), "not finite")
+    bad = np.flatnonzero(~np.isfinite(D))
+    if bad.size:
+        raise ValueRangeError(CAMERA_INFO, f"d[{int(bad[0])}]", float(D[bad[0]]), "not finite")
     if D.size == 0:
         model = "none"
     if K[0, 0] <= 0 or K[1, 1] <= 0:
         raise ValueRangeError(CAMERA_INFO, "k", K.reshape(-1).tolist(), "fx and fy must be > 0")
     if P[0, 0] <= 0 or P[1, 1] <= 0:
         raise ValueRangeError(CAMERA_INFO, "p", P.reshape(-1).tolist(), "fx' and fy' must be > 0")
+    for name in ("width", "height"):
+        value = int(getattr(msg, name))
+        if value <= 0:
+            raise ValueRangeError(CAMERA_INFO, name, value, "must be positive (0: uncalibrated)")
+        if value > limits.max_image_side:
+            raise ValueRangeError(
+                CAMERA_INFO, name, value, f"over the image cap of {limits.max_image_side} pixels"
+            )
     width, height = int(msg.width), int(msg.height)
-    if width <= 0 or height <= 0:
-        raise ValueRangeError(CAMERA_INFO, "width/height", (width, height), "must be positive")
     frame_id = str(msg.header.frame_id) if hasattr(msg, "header") else ""
     return CameraModel(width, height, K, D, R, P, model, frame_id)
 

@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import EncodingError, LayoutError, SizeLimitError
+from .errors import EncodingError, LayoutError, MessageError, SizeLimitError
 from .factory import MessageFactory
 from .limits import DEFAULT_LIMITS, MessageLimits
 from .stamps import make_header
@@ -39,31 +39,17 @@ def _enc(dtype: str, channels: int) -> EncodingInfo:
     return EncodingInfo(np.dtype(dtype), channels)
 
 
+# 8- and 16-bit colour orders, mono and the four Bayer patterns (named by their first row).
 ENCODINGS: dict[str, EncodingInfo] = {
-    "rgb8": _enc("u1", 3),
-    "bgr8": _enc("u1", 3),
-    "rgba8": _enc("u1", 4),
-    "bgra8": _enc("u1", 4),
-    "rgb16": _enc("u2", 3),
-    "bgr16": _enc("u2", 3),
-    "rgba16": _enc("u2", 4),
-    "bgra16": _enc("u2", 4),
-    "mono8": _enc("u1", 1),
-    "mono16": _enc("u2", 1),
-    "bayer_rggb8": _enc("u1", 1),
-    "bayer_bggr8": _enc("u1", 1),
-    "bayer_gbrg8": _enc("u1", 1),
-    "bayer_grbg8": _enc("u1", 1),
-    "bayer_rggb16": _enc("u2", 1),
-    "bayer_bggr16": _enc("u2", 1),
-    "bayer_gbrg16": _enc("u2", 1),
-    "bayer_grbg16": _enc("u2", 1),
-    # Packed 4:2:2, two bytes per pixel. "yuv422" is UYVY in ROS (deprecated alias of "uyvy").
-    "yuv422": _enc("u1", 2),
-    "uyvy": _enc("u1", 2),
-    "yuv422_yuy2": _enc("u1", 2),
-    "yuyv": _enc("u1", 2),
+    f"{name}{bits}": _enc(f"u{bits // 8}", channels)
+    for name, channels in (
+        *(("rgb", 3), ("bgr", 3), ("rgba", 4), ("bgra", 4), ("mono", 1)),
+        *((f"bayer_{pattern}", 1) for pattern in ("rggb", "bggr", "gbrg", "grbg")),
+    )
+    for bits in (8, 16)
 }
+# Packed 4:2:2, two bytes per pixel. "yuv422" is UYVY in ROS (deprecated alias of "uyvy").
+ENCODINGS.update({name: _enc("u1", 2) for name in ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")})
 
 _GENERIC = re.compile(r"^(8|16|32|64)(U|S|F)C([1-9][0-9]*)$")
 _GENERIC_KIND = {"U": "u", "S": "i", "F": "f"}
@@ -103,14 +89,17 @@ def encoding_info(encoding: str, msgtype: str = IMAGE) -> EncodingInfo:
     )
 
 
-def _buffer(data: Any) -> np.ndarray:
+def _buffer(data: Any, msgtype: str = IMAGE) -> np.ndarray:
     """A uint8 view of a message's data field (numpy array, array.array, bytes, list)."""
     if isinstance(data, np.ndarray) and data.dtype == np.uint8:
         return data.reshape(-1)
     try:
-        return np.frombuffer(data, dtype=np.uint8)
-    except TypeError:
-        return np.asarray(data, dtype=np.uint8)
+        try:
+            return np.frombuffer(data, dtype=np.uint8)
+        except TypeError:
+            return np.asarray(data, dtype=np.uint8).reshape(-1)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise LayoutError(msgtype, "data", type(data).__name__, f"not bytes: {exc}") from None
 
 
 def image_to_array(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
@@ -123,8 +112,8 @@ def image_to_array(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarr
     info = encoding_info(encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     for name, value in (("height", height), ("width", width)):
-        if value < 0:
-            raise LayoutError(IMAGE, name, value, "must not be negative")
+        if value <= 0:
+            raise LayoutError(IMAGE, name, value, "must be positive (an empty image is no frame)")
         if value > limits.max_image_side:
             raise SizeLimitError(
                 IMAGE, name, value, f"over the cap of {limits.max_image_side} pixels"
@@ -163,8 +152,6 @@ def image_to_array(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarr
     strides: tuple[int, ...] = (
         (step, info.bytes_per_pixel, itemsize) if info.channels > 1 else (step, itemsize)
     )
-    if height == 0 or width == 0:
-        return np.zeros(shape, dtype=info.dtype)
     view = np.ndarray(shape, dtype=dtype, buffer=buf, strides=strides)
     if big_endian:
         return view.astype(info.dtype.newbyteorder("="))
@@ -177,23 +164,32 @@ def image_to_bgr8(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarra
     pixels = image_to_array(msg, limits)
     if encoding.startswith("bayer_"):
         pattern = encoding[len("bayer_") : len("bayer_") + 4]
-        bgr = cv2.cvtColor(np.ascontiguousarray(pixels), _BAYER_TO_BGR[pattern])
-        return _to_u8(bgr)
+        return _to_u8(_cvt(pixels, _BAYER_TO_BGR[pattern], encoding))
     if encoding in _YUV_TO_BGR:
-        return cv2.cvtColor(np.ascontiguousarray(pixels), _YUV_TO_BGR[encoding])
+        return _cvt(pixels, _YUV_TO_BGR[encoding], encoding)
     if encoding not in ENCODINGS and encoding not in ("8UC1", "8UC3", "8UC4"):
         # 16UC1 / 32FC1 are depth by convention; other generic types have no colour order.
         raise EncodingError(IMAGE, "encoding", encoding, "a depth or generic image is not colour")
     pixels = _to_u8(pixels)
     if pixels.ndim == 2:
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_GRAY2BGR)
+        return _cvt(pixels, cv2.COLOR_GRAY2BGR, encoding)
     if encoding.startswith("rgba"):
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGBA2BGR)
+        return _cvt(pixels, cv2.COLOR_RGBA2BGR, encoding)
     if encoding.startswith("rgb"):
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2BGR)
+        return _cvt(pixels, cv2.COLOR_RGB2BGR, encoding)
     if pixels.shape[2] == 4:
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGRA2BGR)
+        return _cvt(pixels, cv2.COLOR_BGRA2BGR, encoding)
     return np.ascontiguousarray(pixels)
+
+
+def _cvt(pixels: np.ndarray, code: int, encoding: str) -> np.ndarray:
+    """``cv2.cvtColor`` with OpenCV's errors as a LayoutError naming the encoding."""
+    try:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), code)
+    except cv2.error as exc:
+        raise LayoutError(
+            IMAGE, "data", f"<{encoding} {pixels.shape}>", f"OpenCV: {_cv_message(exc)}"
+        ) from None
 
 
 def _to_u8(pixels: np.ndarray) -> np.ndarray:
@@ -263,52 +259,118 @@ def _compressed_kind(fmt: str) -> str:
 
 
 def compressed_to_bgr8(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (jpeg or png) to BGR uint8."""
+    """Decode a sensor_msgs/CompressedImage (jpeg or png) to BGR uint8.
+
+    The size is read from the stream's own header (JPEG: the first SOFn, found by walking
+    the segments by their lengths however far it is; PNG: IHDR) and checked against the
+    caps before OpenCV sees a byte, so a small file declaring a huge image is refused
+    without allocating it. Streams that are neither JPEG nor PNG, or whose size cannot be
+    read from the header, are refused. OpenCV errors become a :class:`LayoutError`.
+    """
     _compressed_kind(str(msg.format))
-    buf = _buffer(msg.data)
+    buf = _buffer(msg.data, COMPRESSED)
     if buf.size > limits.max_compressed_bytes:
-        raise SizeLimitError(
-            COMPRESSED,
-            "data",
-            f"<{buf.size} bytes>",
-            f"over the cap of {limits.max_compressed_bytes} bytes",
-        )
+        cap = limits.max_compressed_bytes
+        raise _stream_error(SizeLimitError, f"<{buf.size} bytes>", f"over the cap of {cap} bytes")
     if buf.size == 0:
-        raise LayoutError(COMPRESSED, "data", "<0 bytes>", "empty")
-    # Read the declared size from the header before decoding, so a tiny file that
-    # claims a huge image is refused before OpenCV allocates it.
-    header_ok, dims = _peek_dimensions(buf)
-    if header_ok and (max(dims) > limits.max_image_side):
-        raise SizeLimitError(
-            COMPRESSED,
-            "data",
-            f"<{dims[0]}x{dims[1]} image>",
-            f"side over the cap of {limits.max_image_side} pixels",
-        )
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        raise _stream_error(LayoutError, "<0 bytes>", "empty")
+    kind, width, height, decoded = compressed_header(buf, limits)
+    what = f"<{kind} {width}x{height}, {buf.size} bytes>"
+    if width == 0 or height == 0:
+        raise _stream_error(LayoutError, what, "declares an empty (zero-sized) image")
+    if max(width, height) > limits.max_image_side:
+        detail = f"side over the cap of {limits.max_image_side} pixels"
+        raise _stream_error(SizeLimitError, what, detail)
+    if decoded > limits.max_image_bytes:
+        detail = f"decoding needs ~{decoded} bytes, over the cap of {limits.max_image_bytes}"
+        raise _stream_error(SizeLimitError, what, detail)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        raise _stream_error(LayoutError, what, f"OpenCV: {_cv_message(exc)}") from None
     if image is None:
-        raise LayoutError(COMPRESSED, "data", f"<{buf.size} bytes>", "could not be decoded")
+        raise _stream_error(LayoutError, what, "could not be decoded")
+    if image.ndim != 3 or image.shape[:2] not in ((height, width), (width, height)):
+        raise _stream_error(LayoutError, what, f"decoded to {image.shape}, not the header's size")
     return image
 
 
-def _peek_dimensions(buf: np.ndarray) -> tuple[bool, tuple[int, int]]:
-    head = bytes(buf[:64])
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
-        return True, (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-    if head.startswith(b"\xff\xd8"):
-        data = bytes(buf[: min(buf.size, 1 << 16)])
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                break
-            marker = data[i + 1]
-            length = int.from_bytes(data[i + 2 : i + 4], "big")
-            if marker in (0xC0, 0xC1, 0xC2):
-                h = int.from_bytes(data[i + 5 : i + 7], "big")
-                w = int.from_bytes(data[i + 7 : i + 9], "big")
-                return True, (w, h)
+def _stream_error(cls: type[MessageError], value: str, detail: str) -> MessageError:
+    return cls(COMPRESSED, "data", value, detail)
+
+
+def _cv_message(exc: Exception) -> str:
+    """The useful line of an OpenCV error (its text starts with a source location)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> samples per pixel decoded
+# JPEG frame headers SOF0..SOF15 less DHT (C4), JPG (C8) and DAC (CC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset([0x01, 0xD8, *range(0xD0, 0xD8)])  # TEM, SOI, RSTn: no length
+_OTHER_FORMATS = ((b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
+
+
+def _be(buf: np.ndarray, start: int, size: int) -> int:
+    return int.from_bytes(bytes(buf[start : start + size]), "big")
+
+
+def compressed_header(buf: np.ndarray, limits: MessageLimits) -> tuple[str, int, int, int]:
+    """``(kind, width, height, decoded_bytes)`` read from a JPEG or PNG header.
+
+    ``decoded_bytes`` estimates what OpenCV allocates: the BGR output plus, for PNG, the
+    image at its native depth, and for JPEG the 16-bit DCT coefficients of every component
+    (libjpeg keeps them all for progressive and multi-scan files).
+    """
+    if bytes(buf[:8]) == _PNG_SIGNATURE:
+        if buf.size < 33 or bytes(buf[12:16]) != b"IHDR" or _be(buf, 8, 4) != 13:
+            raise _stream_error(LayoutError, f"<{buf.size} bytes>", "PNG without IHDR")
+        width, height = _be(buf, 16, 4), _be(buf, 20, 4)
+        depth, colour = int(buf[24]), int(buf[25])
+        channels = _PNG_CHANNELS.get(colour)
+        if channels is None or depth not in (1, 2, 4, 8, 16):
+            raise _stream_error(LayoutError, f"<PNG depth {depth} colour {colour}>", "bad IHDR")
+        native = channels * (2 if depth == 16 else 1)
+        return "png", width, height, width * height * (native + 3)
+    if bytes(buf[:2]) == b"\xff\xd8":
+        width, height, components = _jpeg_frame(buf, limits)
+        return "jpeg", width, height, width * height * (3 + 2 * components)
+    value = f"<{bytes(buf[:8]).hex()}...>"
+    for magic, name in _OTHER_FORMATS:  # OpenCV would decode these, past every cap
+        if bytes(buf[: len(magic)]) == magic:
+            raise _stream_error(EncodingError, value, f"a {name} stream: only JPEG/PNG decoded")
+    raise _stream_error(LayoutError, value, "neither a JPEG nor a PNG stream")
+
+
+def _jpeg_frame(buf: np.ndarray, limits: MessageLimits) -> tuple[int, int, int]:
+    """``(width, height, components)`` of the first SOFn, walking the segments."""
+    n, i = int(buf.size), 2
+    for _ in range(limits.max_jpeg_header_segments):
+        if i + 1 >= n:
+            raise _stream_error(LayoutError, f"<{n} bytes>", "JPEG ends before its SOFn header")
+        if buf[i] != 0xFF:
+            raise _stream_error(LayoutError, f"<byte {int(buf[i])} at {i}>", "not a JPEG marker")
+        marker = int(buf[i + 1])
+        if marker == 0xFF:  # a fill byte before the marker
+            i += 1
+        elif marker in _JPEG_STANDALONE:
+            i += 2
+        elif marker in (0x00, 0xD9, 0xDA):  # stuffed byte, end of image, start of scan
+            detail = "no JPEG frame header (SOFn) before it: the size is unknown"
+            raise _stream_error(LayoutError, f"<marker {marker:#04x} at {i}>", detail)
+        elif marker in _JPEG_SOF:
+            if i + 10 > n:
+                raise _stream_error(LayoutError, f"<{n} bytes>", "JPEG frame header cut off")
+            return _be(buf, i + 7, 2), _be(buf, i + 5, 2), int(buf[i + 9])
+        else:
+            length = _be(buf, i + 2, 2) if i + 4 <= n else 0
+            if length < 2:
+                raise _stream_error(LayoutError, f"<length {length} at {i}>", "JPEG segment cut")
             i += 2 + length
-    return False, (0, 0)
+    detail = f"no JPEG frame header within {limits.max_jpeg_header_segments} segments"
+    raise _stream_error(SizeLimitError, f"<{n} bytes>", detail)
 
 
 def bgr8_to_compressed(

@@ -45,7 +45,11 @@ class FieldSpec:
     count: int = 1
 
 
-def field_specs(msg: Any) -> list[FieldSpec]:
+def field_specs(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> list[FieldSpec]:
+    if len(msg.fields) > limits.max_cloud_fields:
+        raise SizeLimitError(
+            POINTCLOUD2, "fields", len(msg.fields), f"over the cap of {limits.max_cloud_fields}"
+        )
     specs = []
     for i, f in enumerate(msg.fields):
         datatype = int(f.datatype)
@@ -88,6 +92,10 @@ def cloud_dtype(specs: Sequence[FieldSpec], point_step: int, big_endian: bool) -
 
 
 def _checked_layout(msg: Any, limits: MessageLimits) -> tuple[np.dtype, np.ndarray, int, int, int]:
+    """Sizes against each other, the data length and the caps, before any allocation.
+
+    An empty cloud (``width*height == 0``) is valid and has no points.
+    """
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
     for name, value in (("height", height), ("width", width), ("row_step", row_step)):
@@ -100,6 +108,11 @@ def _checked_layout(msg: Any, limits: MessageLimits) -> tuple[np.dtype, np.ndarr
             height * width,
             f"over the cap of {limits.max_cloud_points} points",
         )
+    for name, value in (("point_step", point_step), ("row_step", row_step)):
+        if value > limits.max_cloud_bytes:
+            raise SizeLimitError(
+                POINTCLOUD2, name, value, f"over the cap of {limits.max_cloud_bytes} bytes"
+            )
     if row_step * height > limits.max_cloud_bytes:
         raise SizeLimitError(
             POINTCLOUD2,
@@ -107,7 +120,7 @@ def _checked_layout(msg: Any, limits: MessageLimits) -> tuple[np.dtype, np.ndarr
             row_step,
             f"row_step*height = {row_step * height} over the cap of {limits.max_cloud_bytes} bytes",
         )
-    dtype = cloud_dtype(field_specs(msg), point_step, bool(msg.is_bigendian))
+    dtype = cloud_dtype(field_specs(msg, limits), point_step, bool(msg.is_bigendian))
     if row_step < width * point_step:
         raise LayoutError(
             POINTCLOUD2,
@@ -120,9 +133,14 @@ def _checked_layout(msg: Any, limits: MessageLimits) -> tuple[np.dtype, np.ndarr
         buf = data.reshape(-1)
     else:
         try:
-            buf = np.frombuffer(data, dtype=np.uint8)
-        except TypeError:
-            buf = np.asarray(data, dtype=np.uint8)
+            try:
+                buf = np.frombuffer(data, dtype=np.uint8)
+            except TypeError:
+                buf = np.asarray(data, dtype=np.uint8).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise LayoutError(
+                POINTCLOUD2, "data", type(data).__name__, f"not bytes: {exc}"
+            ) from None
     if buf.size != row_step * height:
         raise LayoutError(
             POINTCLOUD2,
@@ -168,11 +186,17 @@ def cloud_to_xyz(
         raise LayoutError(
             POINTCLOUD2, "fields", cloud_field_names(msg), f"no field named {missing[0]!r}"
         )
+    kinds = [dtype.fields[name][0] for name in fields]
+    for name, kind in zip(fields, kinds, strict=True):
+        if kind.shape != ():
+            index = cloud_field_names(msg).index(name)
+            raise LayoutError(
+                POINTCLOUD2, f"fields[{index}].count", kind.shape[0], f"{name!r} must be a scalar"
+            )
     n = height * width
     if n == 0:
         return np.zeros((0, 3), np.float32), np.zeros(0, np.int64)
     offs = [dtype.fields[name][1] for name in fields]
-    kinds = [dtype.fields[name][0] for name in fields]
     same_f4 = all(k.kind == "f" and k.itemsize == 4 and k.shape == () for k in kinds)
     adjacent = same_f4 and offs[1] == offs[0] + 4 and offs[2] == offs[0] + 8
     packed_rows = row_step == width * dtype.itemsize
@@ -198,13 +222,15 @@ def cloud_to_xyz(
     else:
         points = cloud_to_structured(msg, limits)
         xyz = np.empty((n, 3), dtype=np.float32)
-        for column, name in enumerate(fields):
-            xyz[:, column] = points[name]
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 past float32: Inf
+            for column, name in enumerate(fields):
+                xyz[:, column] = points[name]
     if remove_nonfinite:
         # NaN and Inf propagate through a sum, so one pass over the row sums finds the
         # candidates; the exact per-coordinate test runs on those rows only (a sum of
         # huge finite values can overflow).
-        candidates = np.flatnonzero(~np.isfinite(xyz[:, 0] + xyz[:, 1] + xyz[:, 2]))
+        with np.errstate(invalid="ignore", over="ignore"):  # Inf - Inf, huge + huge
+            candidates = np.flatnonzero(~np.isfinite(xyz[:, 0] + xyz[:, 1] + xyz[:, 2]))
         if candidates.size:
             bad = candidates[~np.isfinite(xyz[candidates]).all(axis=1)]
             if bad.size:

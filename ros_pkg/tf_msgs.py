@@ -1,7 +1,8 @@
 """tf2_msgs/TFMessage (``/tf`` and ``/tf_static``) to validated transforms and back.
 
 Frame ids lose a leading ``/`` (tf2 does the same); quaternions are checked for finite
-values and normalised, and a zero quaternion is refused.
+values and normalised, and a zero quaternion is refused. A bad transform is dropped on
+its own and counted (:class:`TransformList`); the good ones of the message are kept.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LayoutError, SizeLimitError, ValueRangeError
+from .errors import LayoutError, MessageError, SizeLimitError, ValueRangeError
 from .factory import MessageFactory
 from .limits import DEFAULT_LIMITS, MessageLimits
-from .stamps import make_header, stamp_to_ns
+from .stamps import checked_stamp_ns, make_header
 
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 
@@ -46,36 +47,87 @@ def _frame(value: Any, field: str) -> str:
     return frame
 
 
-def tf_message_to_transforms(
-    msg: Any, limits: MessageLimits = DEFAULT_LIMITS
-) -> list[StampedTransform]:
+REMOVED_REASON = "bad_transforms_removed"
+
+
+class TransformList(list[StampedTransform]):
+    """The valid transforms of one TFMessage, in message order.
+
+    ``removed`` counts transforms refused one by one (``problems`` holds their errors,
+    each naming ``transforms[i].<field>`` and the value); ``removed_reason`` is the note
+    key to count them under and ``removed_detail`` the first problem in words.
+    """
+
+    def __init__(
+        self, transforms: Iterable[StampedTransform] = (), problems: Iterable[MessageError] = ()
+    ) -> None:
+        super().__init__(transforms)
+        self.problems: list[MessageError] = list(problems)
+
+    @property
+    def removed(self) -> int:
+        return len(self.problems)
+
+    @property
+    def removed_reason(self) -> str:
+        return REMOVED_REASON if self.problems else ""
+
+    @property
+    def removed_detail(self) -> str:
+        return str(self.problems[0]) if self.problems else ""
+
+
+def _transform(t: Any, where: str, limits: MessageLimits) -> StampedTransform:
+    parent = _frame(t.header.frame_id, f"{where}.header.frame_id")
+    child = _frame(t.child_frame_id, f"{where}.child_frame_id")
+    if parent == child:
+        raise LayoutError(TF_MESSAGE, f"{where}.child_frame_id", child, "equals its parent")
+    tr, rot = t.transform.translation, t.transform.rotation
+    translation = np.array([tr.x, tr.y, tr.z], dtype=np.float64)
+    quat = np.array([rot.x, rot.y, rot.z, rot.w], dtype=np.float64)
+    for name, values in (("translation", translation), ("rotation", quat)):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            axis = "xyzw"[int(bad[0])]
+            field = f"{where}.transform.{name}.{axis}"
+            raise ValueRangeError(TF_MESSAGE, field, float(values[bad[0]]), "not finite")
+    with np.errstate(over="ignore"):
+        norm = float(np.linalg.norm(quat))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise ValueRangeError(
+            TF_MESSAGE, f"{where}.transform.rotation", quat.tolist(), "not a rotation (zero)"
+        )
+    # tf_static publishers often leave static transforms at stamp 0 (tf2 ignores their
+    # time), so 0 is accepted here; a negative stamp is not.
+    stamp = checked_stamp_ns(
+        t.header.stamp, TF_MESSAGE, f"{where}.header.stamp", allow_zero=True, limits=limits
+    )
+    return StampedTransform(parent, child, stamp, translation, quat / norm)
+
+
+def tf_message_to_transforms(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> TransformList:
+    """The valid transforms of a TFMessage; a bad transform is dropped and counted.
+
+    A transform with an empty or self-referencing frame id, a NaN/Inf translation or
+    rotation, a zero quaternion or a stamp before 1970 is left out and its error kept in
+    ``TransformList.problems``. A message whose transforms are all bad raises the first
+    error (an empty message is an empty list); over ``limits.max_transforms`` raises
+    :class:`SizeLimitError`.
+    """
     transforms = msg.transforms
     if len(transforms) > limits.max_transforms:
         raise SizeLimitError(
             TF_MESSAGE, "transforms", len(transforms), f"over the cap of {limits.max_transforms}"
         )
-    out = []
+    out, problems = [], []
     for i, t in enumerate(transforms):
-        where = f"transforms[{i}]"
-        parent = _frame(t.header.frame_id, f"{where}.header.frame_id")
-        child = _frame(t.child_frame_id, f"{where}.child_frame_id")
-        if parent == child:
-            raise LayoutError(TF_MESSAGE, f"{where}.child_frame_id", child, "equals its parent")
-        tr, rot = t.transform.translation, t.transform.rotation
-        translation = np.array([tr.x, tr.y, tr.z], dtype=np.float64)
-        quat = np.array([rot.x, rot.y, rot.z, rot.w], dtype=np.float64)
-        if not np.all(np.isfinite(translation)):
-            raise ValueRangeError(
-                TF_MESSAGE, f"{where}.transform.translation", translation.tolist(), "not finite"
-            )
-        norm = float(np.linalg.norm(quat))
-        if not np.isfinite(norm) or norm < 1e-6:
-            raise ValueRangeError(
-                TF_MESSAGE, f"{where}.transform.rotation", quat.tolist(), "not a rotation"
-            )
-        stamp = stamp_to_ns(t.header.stamp, TF_MESSAGE)
-        out.append(StampedTransform(parent, child, stamp, translation, quat / norm))
-    return out
+        try:
+            out.append(_transform(t, f"transforms[{i}]", limits))
+        except MessageError as exc:
+            problems.append(exc)
+    if problems and not out:
+        raise problems[0]
+    return TransformList(out, problems)
 
 
 def transforms_to_tf_message(

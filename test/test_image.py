@@ -205,9 +205,21 @@ def test_compressed_malformed():
 
     with pytest.raises(EncodingError):
         compressed_to_bgr8(Compressed("tiff", b"x"))
-    with pytest.raises(LayoutError, match="could not be decoded"):
+    with pytest.raises(LayoutError, match="not a JPEG marker") as info:
         compressed_to_bgr8(Compressed("jpeg", b"\xff\xd8garbage" * 10))
+    assert info.value.field == "data"
     # A PNG header declaring a 100000 px wide image is refused before decoding.
     header = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + (100_000).to_bytes(4, "big") * 2
     with pytest.raises(SizeLimitError):
-        compressed_to_bgr8(Compressed("png", header + bytes(20)))
+        compressed_to_bgr8(Compressed("png", header + b"\x08\x02" + bytes(20)))
+
+
+@pytest.mark.parametrize("field_name", ["height", "width"])
+def test_zero_sized_image_is_a_layout_error(field_name):
+    """Finding: a 0-row image decoded to an empty array and failed later as an unexplained
+    processing_error; it is refused at decode, naming the field."""
+    msg = FakeImage(**{field_name: 0, "data": b"" if field_name == "height" else bytes(16)})
+    for decoder in (image_to_array, image_to_bgr8):
+        with pytest.raises(LayoutError) as info:
+            decoder(msg)
+        assert info.value.field == field_name and info.value.value == 0

@@ -7,7 +7,11 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from conftest import roundtrip
-from multimodal_perception.ros_pkg.camera_info import camera_info_to_model, model_to_camera_info
+from multimodal_perception.ros_pkg.camera_info import (
+    CameraModel,
+    camera_info_to_model,
+    model_to_camera_info,
+)
 from multimodal_perception.ros_pkg.errors import (
     EncodingError,
     LayoutError,
@@ -26,14 +30,16 @@ from multimodal_perception.ros_pkg.outputs import (
 )
 from multimodal_perception.ros_pkg.pointcloud import structured_to_cloud
 from multimodal_perception.ros_pkg.radar import (
+    RADAR_SCAN,
     points_to_radar_scan,
     radar_cloud_to_points,
     radar_scan_to_points,
     radar_tracks_to_arrays,
 )
-from multimodal_perception.ros_pkg.stamps import make_header
+from multimodal_perception.ros_pkg.stamps import header_stamp_ns, make_header, stamp_to_ns
 from multimodal_perception.ros_pkg.tf_msgs import (
     StampedTransform,
+    TransformList,
     tf_message_to_transforms,
     transforms_to_tf_message,
 )
@@ -62,11 +68,14 @@ def test_radar_scan_drops_nonfinite_returns(factory):
         np.zeros(2),
         np.zeros(2),
         factory=factory,
-        stamp_ns=0,
+        stamp_ns=1,
         frame_id="r",
     )
     msg.returns[0].range = float("nan")
-    assert len(radar_scan_to_points(msg)) == 1
+    pts = radar_scan_to_points(msg)
+    assert len(pts) == 1 and pts.removed == 1
+    assert pts.removed_reason == "implausible_radar_returns_removed"
+    assert "returns[0].position" in pts.removed_detail
     with pytest.raises(SizeLimitError):
         radar_scan_to_points(msg, MessageLimits(max_radar_returns=1))
 
@@ -256,3 +265,107 @@ def test_output_messages_serialise_and_read_back(factory, typestore):
         ),
     )
     assert diag.status[0].level == 1 and diag.status[0].values[0].value == "3"
+
+
+def test_input_stamps_before_1970_or_unset_are_refused_builders_keep_zero(factory):
+    """Findings: a negative stamp crashed the bag writer (OverflowError); stamp 0 reached
+    the tracker. Decoding an input refuses both; building and reading outputs keeps 0."""
+    xyz, zeros = np.array([[5.0, 0.0, 0.0]]), np.zeros(1)
+    for stamp_ns, detail in ((-(10**9), "before 1970"), (0, r"unset stamp \(0\)")):
+        msg = points_to_radar_scan(xyz, zeros, zeros, factory=factory, stamp_ns=1, frame_id="r")
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        with pytest.raises(ValueRangeError, match=detail) as info:
+            header_stamp_ns(msg, RADAR_SCAN)
+        assert info.value.field == "header.stamp.sec" and info.value.value == stamp_ns // 10**9
+        with pytest.raises(ValueRangeError, match=detail):
+            radar_scan_to_points(msg)
+    assert stamp_to_ns(make_header(factory, 0, "f").stamp) == 0  # builders and outputs
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 0, 1  # sim time just after 0: valid
+    assert header_stamp_ns(msg, RADAR_SCAN) == 1
+
+
+def test_radar_implausible_returns_are_removed_and_counted(factory, typestore):
+    """Finding: a return at 1e8 m/s was used as is."""
+    xyz = np.array([[10.0, 0, 0], [20.0, 0, 0], [900.0, 0, 0], [30.0, 0, 0]])
+    v = np.array([-1.0, 1e8, 2.0, np.nan])  # NaN: velocity unknown, the return is kept
+    msg = roundtrip(
+        typestore,
+        points_to_radar_scan(xyz, v, np.zeros(4), factory=factory, stamp_ns=5, frame_id="r"),
+    )
+    pts = radar_scan_to_points(msg)
+    np.testing.assert_allclose(pts.xyz[:, 0], [10.0, 30.0], rtol=1e-6)
+    assert pts.removed == 2 and pts.removed_reason == "implausible_radar_returns_removed"
+    assert "returns[1].doppler_velocity=100000000.0" in pts.removed_detail
+    assert "1 range over 500 m" in pts.removed_detail
+    cols = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2], "v_r": v}
+    cloud = structured_to_cloud(
+        {k: np.asarray(c, np.float32) for k, c in cols.items()},
+        factory=factory,
+        stamp_ns=5,
+        frame_id="r",
+    )
+    cloud_pts = radar_cloud_to_points(cloud)
+    assert (
+        len(cloud_pts) == 2
+        and cloud_pts.removed == 2
+        and "data[1].v_r" in str(cloud_pts.removed_detail)
+    )
+    only_bad = points_to_radar_scan(
+        xyz[1:2], v[1:2], np.zeros(1), factory=factory, stamp_ns=5, frame_id="r"
+    )
+    with pytest.raises(ValueRangeError) as info:
+        radar_scan_to_points(only_bad)
+    assert info.value.field == "returns[0].doppler_velocity" and info.value.value == 1e8
+    assert info.value.reason == "bad_value"
+    limits = MessageLimits(max_radar_radial_velocity_mps=0.5)
+    assert len(radar_scan_to_points(msg, limits)) == 1  # the limit is the one in limits.py
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"k": [500.0, 0, float("nan"), 0, 500, 240, 0, 0, 1]}, "k[2]"),
+        ({"d": [0.1, float("inf"), 0, 0, 0]}, "d[1]"),
+        ({"p": [500.0, 0, 320, 0, 0, float("-inf"), 240, 0, 0, 0, 1, 0]}, "p[5]"),
+        ({"k": [0.0, 0, 320, 0, 500, 240, 0, 0, 1]}, "k"),
+        ({"width": 0}, "width"),
+        ({"height": 0}, "height"),
+        ({"width": 100_000}, "width"),
+    ],
+)
+def test_camera_info_refuses_nonfinite_zero_focal_and_absurd_sizes(factory, change, field):
+    cam = CameraModel(
+        640,
+        480,
+        np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]),
+        np.zeros(5),
+        np.eye(3),
+        np.array([[500.0, 0, 320, 0], [0, 500, 240, 0], [0, 0, 1, 0]]),
+        "plumb_bob",
+    )
+    info = model_to_camera_info(cam, factory=factory, stamp_ns=1)
+    for name, value in change.items():
+        setattr(info, name, np.array(value, np.float64) if isinstance(value, list) else value)
+    with pytest.raises(ValueRangeError) as error:
+        camera_info_to_model(info)
+    assert error.value.field == field and error.value.msgtype == "sensor_msgs/msg/CameraInfo"
+
+
+def test_tf_bad_transform_among_good_ones_is_dropped_and_counted(factory):
+    """One bad transform used to drop the whole message (and every good one in it)."""
+    good = StampedTransform("odom", "base_link", 7, np.zeros(3), np.array([0, 0, 0, 1.0]))
+    static = StampedTransform("base_link", "lidar", 0, np.ones(3), np.array([0, 0, 0, 1.0]))
+    msg = transforms_to_tf_message([good, good, good, static], factory=factory)
+    msg.transforms[0].transform.rotation.w = 0.0  # zero quaternion
+    msg.transforms[1].transform.translation.y = float("inf")
+    msg.transforms[2].header.stamp.sec = -1
+    out = tf_message_to_transforms(msg)
+    assert isinstance(out, TransformList) and [t.child for t in out] == ["lidar"]
+    assert out[0].stamp_ns == 0  # tf_static at stamp 0 stays valid
+    assert out.removed == 3 and out.removed_reason == "bad_transforms_removed"
+    assert [p.field for p in out.problems] == [
+        "transforms[0].transform.rotation",
+        "transforms[1].transform.translation.y",
+        "transforms[2].header.stamp.sec",
+    ]
+    assert "before 1970" in str(out.problems[2]) and "rotation" in out.removed_detail

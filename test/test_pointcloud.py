@@ -191,3 +191,39 @@ def test_size_cap_checked_before_allocation():
     # A cloud declaring 10^9 points with no data: refused by the cap, nothing allocated.
     with pytest.raises(SizeLimitError):
         cloud_to_xyz(FakeCloud(width=10**9, row_step=12 * 10**9, data=b""))
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "field_name"),
+    [
+        # A uint32 point_step past numpy's int itemsize used to escape as a ValueError.
+        (
+            {"point_step": 2**31, "row_step": 2**31, "fields": [Field("x", 2**31 - 12, 7)]},
+            SizeLimitError,
+            "point_step",
+        ),
+        # x with count 3 used to fail in a numpy broadcast (ValueError).
+        (
+            {
+                "fields": [Field("x", 0, 7, 3), Field("y", 12, 7), Field("z", 16, 7)],
+                "point_step": 20,
+                "row_step": 80,
+                "data": bytes(80),
+            },
+            LayoutError,
+            "fields[0].count",
+        ),
+        ({"fields": [Field(f"f{i}", 0, 2) for i in range(300)]}, SizeLimitError, "fields"),
+    ],
+)
+def test_layout_gaps_are_typed_errors(kw, error, field_name):
+    with pytest.raises(error) as info:
+        cloud_to_xyz(FakeCloud(**kw))
+    assert info.value.field == field_name, str(info.value)
+
+
+@pytest.mark.parametrize(("height", "width"), [(0, 0), (1, 0), (0, 7)])
+def test_empty_cloud_has_no_points(height, width):
+    cloud = FakeCloud(height=height, width=width, row_step=12 * width, data=b"")
+    xyz, index = cloud_to_xyz(cloud)
+    assert xyz.shape == (0, 3) and xyz.dtype == np.float32 and index.shape == (0,)
