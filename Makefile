@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: all test demo demo-real live-demo sample-bag train-models bench lint clean venv ros-env
+.PHONY: all test demo demo-real live-demo faults sample-bag train-models bench lint clean venv ros-env
 
 all: test
 
@@ -47,6 +47,11 @@ demo: $(STAMP)
 live-demo: $(STAMP) ros-env
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(BIN)/python -m multimodal_perception.ros_pkg.live \
 	  $(SAMPLE) --out out/live
+
+# The fault corpus: damaged bags generated from the shipped one, replayed; prints the
+# table of fault kinds and what became of them.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -s test/test_faults.py
 
 # Bags built from the real recordings in ../shared/data (never committed), replayed with
 # the real models (YOLOX-nano, tiled, and the Cityscapes DeepLab).

@@ -27,9 +27,9 @@ from .ros_pkg.radar import (
     RadarPoints,
     radar_cloud_to_points,
     radar_scan_to_points,
-    radar_tracks_to_arrays,
+    radar_tracks_to_points,
 )
-from .ros_pkg.stamps import header_stamp_ns
+from .ros_pkg.stamps import checked_stamp_ns, header_stamp_ns
 from .ros_pkg.tf_msgs import tf_message_to_transforms
 
 log = logging.getLogger("multimodal_perception.ingest")
@@ -92,19 +92,8 @@ def topic_roles(p: Parameters) -> dict[str, str]:
 def _radar_payload(msg: Any) -> RadarPoints:
     if hasattr(msg, "returns"):
         return radar_scan_to_points(msg)
-    if hasattr(msg, "tracks"):
-        tracks = radar_tracks_to_arrays(msg)
-        # Tracks become points at their centroids with their velocity's radial part.
-        rng = np.linalg.norm(tracks.position, axis=1)
-        radial = np.einsum("ij,ij->i", tracks.velocity, tracks.position) / np.maximum(rng, 1e-6)
-        return RadarPoints(
-            tracks.stamp_ns,
-            tracks.frame_id,
-            tracks.position.astype(np.float32),
-            radial.astype(np.float32),
-            np.full(len(rng), np.nan, np.float32),
-            "track_velocity",
-        )
+    if hasattr(msg, "tracks"):  # points at the tracks' centroids, radial part of velocity
+        return radar_tracks_to_points(msg)
     if hasattr(msg, "fields"):
         return radar_cloud_to_points(msg)
     msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
@@ -149,7 +138,15 @@ class Ingest:
         msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
         try:
             payload = decode_payload(role, msg, stats)
-            stamp = None if role in ("tf", "tf_static") else header_stamp_ns(msg, msgtype)
+            stamp = None
+            if role == "camera_info":  # state, not a sample: static publishers stamp 0
+                checked_stamp_ns(msg.header.stamp, msgtype, allow_zero=True)
+            elif role not in ("tf", "tf_static"):
+                stamp = header_stamp_ns(msg, msgtype)
+            removed = getattr(payload, "removed", 0)
+            if removed:  # implausible radar returns, bad transforms: removed, counted
+                stats.notes[payload.removed_reason] += removed
+                stats.last_problem = payload.removed_detail
             if isinstance(payload, CameraModel | list):
                 stats.outcomes["used"] += 1  # state: used as soon as it is applied
         except MessageError as exc:

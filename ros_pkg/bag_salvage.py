@@ -169,10 +169,13 @@ def _sqlite_records(path: Path, damage: BagDamage) -> Iterator[RawRecord]:
         db.close()
 
 
-def _expected_counts(folder: Path) -> tuple[dict[str, int], int | None]:
+def _expected_counts(folder: Path, damage: BagDamage) -> tuple[dict[str, int], int | None]:
     """Per-topic message counts and end time from metadata.yaml, where it can be read."""
     import yaml
 
+    if not (folder / "metadata.yaml").is_file():
+        damage.problems.append(f"{folder.name}: no metadata.yaml (what is missing is unknown)")
+        return {}, None
     try:
         doc = yaml.safe_load((folder / "metadata.yaml").read_text())
         info = doc["rosbag2_bagfile_information"]
@@ -183,7 +186,8 @@ def _expected_counts(folder: Path) -> tuple[dict[str, int], int | None]:
         start = int(info["starting_time"]["nanoseconds_since_epoch"])
         end = start + int(info["duration"]["nanoseconds"])
         return counts, end
-    except Exception:
+    except Exception as exc:
+        damage.problems.append(f"{folder.name}: metadata.yaml unreadable ({type(exc).__name__})")
         return {}, None
 
 
@@ -203,7 +207,7 @@ def salvage_records(path: Path, damage: BagDamage) -> Iterator[RawRecord]:
             last_ns = rec.log_time_ns
             yield rec
     if path.is_dir():
-        expected, end_ns = _expected_counts(path)
+        expected, end_ns = _expected_counts(path, damage)
         for topic, n in expected.items():
             missing = n - seen[topic] - damage.lost[topic]
             if missing > 0:  # after a cut: known from metadata, not from any index
