@@ -59,6 +59,7 @@ setup(
         "opencv-python-headless>=4.5",
         "pyyaml>=5.4",
         "rosbags>=0.10",
+        "mcap>=1.1",
         "onnxruntime>=1.14",
         "jsonschema>=4.0",
         "matplotlib>=3.5",
