@@ -254,6 +254,19 @@ def test_radar_radial_velocity_speeds_up_velocity_convergence():
     assert abs(with_radar.tracks[0].velocity[0] + 10.0) < 0.5
 
 
+# A scenario seed used for nothing else: these tests used to run seed 21, which the tracker
+# was tuned against and the tiny models were trained on (seeds 1-40); the demo is seed 0.
+TRACKING_SEED = 301
+# CLEAR-MOT MOTA measured 2026-12-02 with the tiny models (urban / highway / indoor):
+# seed 301: 0.736 / 0.741 / 0.301; seeds 302, 303: 0.756 / 0.752 / 0.191 and
+# 0.765 / 0.803 / 0.222 (seed 21, tuned on: 0.739 / 0.729 / 0.370). Indoor scores low: the
+# racks give the tiny detector false people and forklifts. Bound: seed 301 minus 0.1.
+MOTA_MIN = {"urban_crossing": 0.63, "highway_following": 0.64, "indoor_aisle": 0.20}
+# Median velocity error of radar-seen tracks, all scenarios: 0.080 m/s on seed 301 (0.087,
+# 0.091 on seeds 302, 303). Bound: measured + 0.12.
+VELOCITY_ERROR_MAX = 0.2
+
+
 @pytest.fixture(scope="module")
 def synthetic_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic_tracking")
@@ -264,7 +277,7 @@ def synthetic_runs(tmp_path_factory):
         ("indoor_aisle", 6.0),
     ):
         bag = root / f"{scenario}_bag"
-        write_synthetic_bag(bag, SyntheticConfig(scenario, seconds, seed=21))
+        write_synthetic_bag(bag, SyntheticConfig(scenario, seconds, seed=TRACKING_SEED))
         runs[scenario] = replay([bag], root / scenario, pictures=0, progress=False)
     return runs
 
@@ -275,9 +288,9 @@ def test_tracking_on_synthetic_scenarios(synthetic_runs):
         scores = evaluate_tracking(result.out_dir / "output.mcap")
         print(scores.format(scenario))
         radar_errors += scores.velocity_errors
-        assert scores.mota > 0.0, scenario
+        assert scores.mota >= MOTA_MIN[scenario], (scenario, scores.mota)
     print(f"velocity error with radar, all scenarios: median {np.median(radar_errors):.2f} m/s")
-    assert np.median(radar_errors) <= 0.5
+    assert np.median(radar_errors) <= VELOCITY_ERROR_MAX
 
 
 def test_crossing_pedestrians_keep_their_ids(synthetic_runs):
