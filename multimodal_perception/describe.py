@@ -168,12 +168,29 @@ def _join(parts: list[str]) -> str:
 def describe_scene(
     scene: dict[str, Any], language: str = "en", nearest: int = 2, moving_threshold: float = 1.0
 ) -> str:
-    """One or two sentences about the structured scene, naming only its objects."""
+    """One or two sentences about the structured scene, naming only its objects. Confirmed
+    tracks are described; objects not yet confirmed are counted as tentative, never hidden
+    (the scene publishes them)."""
     objects = [o for o in scene["objects"] if o["confirmed"]]
     if language not in ("en", "zh"):
         raise ValueError(f"description language {language!r}: expected 'en' or 'zh'")
+    tentative = len(scene["objects"]) - len(objects)
     if not objects:
-        return "未检测到目标。" if language == "zh" else "No objects detected."
+        if not tentative:
+            return "未检测到目标。" if language == "zh" else "No objects detected."
+        counts = Counter(o["class"] for o in scene["objects"])
+        ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if language == "zh":
+            return f"尚无确认的目标；{tentative}个待确认目标。"
+        return (
+            "No confirmed objects yet; tentative: "
+            + _join([_count_phrase(c, n) for c, n in ordered])
+            + "."
+        )
+    also = ""
+    if tentative:
+        zh = f"另有{tentative}个待确认目标。"
+        also = zh if language == "zh" else f" {tentative} more tentative."
     counts = Counter(o["class"] for o in objects)
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     ranged = [o for o in objects if o["range_m"] is not None]
@@ -206,7 +223,7 @@ def describe_scene(
                 f"；{_NAMES_ZH.get(o['class'], o['class'])}#{o['track_id']}正以"
                 f"{-o['range_rate_mps']:.1f}米/秒接近"
             )
-        return first + second + "。"
+        return first + second + "。" + also
     first = _join([_count_phrase(c, n) for c, n in ordered]) + " in view."
     near_txt = "; ".join(
         f"{o['class']} #{o['track_id']} {o['range_m']:.1f} m {direction(o['bearing_deg'])}"
@@ -220,7 +237,7 @@ def describe_scene(
     elif moving:
         o = max(moving, key=lambda o: o["speed_mps"])
         second += f" The {o['class']} #{o['track_id']} is moving at {o['speed_mps']:.1f} m/s."
-    return f"{first} {second}"
+    return f"{first} {second}{also}"
 
 
 def bearing_deg(x: float, y: float) -> float:

@@ -145,6 +145,8 @@ def test_scene_text_names_tracked_classes_and_only_present_ones(runs):
     for stamp, text in texts.items():
         named = {CLASS_WORDS[w] for w in re.findall(r"[a-z]+", text) if w in CLASS_WORDS}
         tracked = {o["class"] for o in scenes[stamp]["objects"] if o["confirmed"]}
+        if not tracked:  # "No confirmed objects yet; tentative: ..." names the tentative ones
+            tracked = {o["class"] for o in scenes[stamp]["objects"]}
         in_view = {o["detection_class"] for o in truth[stamp]["objects"] if o["visible_pixels"] > 0}
         assert named == tracked, (text, tracked)
         assert named <= in_view, (text, in_view)
@@ -269,6 +271,11 @@ def test_chinese_description_is_grounded():
     assert en.startswith("1 car and 1 person in view.") and "bus" not in en
     assert "person #7 8.0 m ahead-left" in en and "car #3 is approaching at 3.5 m/s" in en
     assert "汽车" in zh and "行人#7在左前方8.0米" in zh and "公交车" not in zh
+    assert en.endswith("1 more tentative.") and zh.endswith("另有1个待确认目标。")
+    # Only tentative objects: said so, never "No objects detected" while objects publish.
+    only_tentative = {"objects": [o for o in scene["objects"] if not o["confirmed"]] * 2}
+    assert describe_scene(only_tentative) == "No confirmed objects yet; tentative: 2 buses."
+    assert describe_scene({"objects": []}) == "No objects detected."
 
 
 def test_bad_parameters_are_refused():
