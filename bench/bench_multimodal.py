@@ -1,6 +1,9 @@
-"""A deliberately slow multimodal backend (2 s a call) must not delay detections: the
-per-frame pipeline latency with it stays within 10 % of the run without it, and the model
-runs at its configured rate. The shipped bag is fed in real time (header time paced)."""
+"""A slow multimodal backend (2 s a call) beside the pipeline: per-frame latency as a ratio
+to the same run without a model, and the model's call rate. Two backends: one that only
+sleeps (the worker thread's scheduling cost alone) and one that computes for 2 s of CPU
+time a call (numpy matmuls that release the GIL, as torch does), which competes with the
+pipeline for the cores, as a real model does. The shipped bag is fed in real time (header
+time paced)."""
 
 from __future__ import annotations
 
@@ -22,26 +25,37 @@ RATE_HZ = 0.4  # below the slow backend's 0.5 calls/s, so the rate is what limit
 
 
 class SlowBackend:
-    name = "slow_2s"
+    name = "sleeps_2s"
 
     def __init__(self) -> None:
         self.calls: list[float] = []
 
+    def work(self) -> None:
+        time.sleep(2.0)
+
     def describe(self, images, scene):
         self.calls.append(time.monotonic())
-        time.sleep(2.0)
+        self.work()
         return "a caption"
 
     def answer(self, question, images, scene):
         return self.describe(images, scene)
 
 
-def run(records: list, with_vlm: bool) -> tuple[list[float], SlowBackend | None, float]:
+class BusyBackend(SlowBackend):
+    name = "computes_2s"
+
+    def work(self) -> None:
+        a = np.random.default_rng(0).standard_normal((256, 256))
+        start = time.thread_time()
+        while time.thread_time() - start < 2.0:
+            a = np.tanh(a @ a.T / 256.0)
+
+
+def run(records: list, backend: SlowBackend | None) -> tuple[list[float], float]:
     pipeline = Pipeline(load_parameters(), RosbagsFactory(get_project_typestore()))
-    backend = None
-    if with_vlm:
-        backend = SlowBackend()
-        pipeline.multimodal = MultimodalWorker(backend, rate_hz=RATE_HZ)
+    if backend is not None:
+        pipeline.qa.worker = MultimodalWorker(backend, rate_hz=RATE_HZ)
     latencies = []
     t_start, stamp0 = time.monotonic(), records[0].log_time_ns
     for rec in records:
@@ -54,26 +68,25 @@ def run(records: list, with_vlm: bool) -> tuple[list[float], SlowBackend | None,
             latencies.append((time.perf_counter() - t0) * 1e3)
     elapsed = time.monotonic() - t_start
     pipeline.close()
-    return latencies, backend, elapsed
+    return latencies, elapsed
 
 
 def main() -> None:
     records = [r for r in iter_bag(BAG) if not r.topic.startswith("/ground_truth")]
-    base, _, _ = run(records, False)
-    slow, backend, elapsed = run(records, True)
-    b, s = float(np.median(base)), float(np.median(slow))
-    print(f"real-time replay of {BAG.name}, multimodal backend sleeping 2 s a call")
+    base, _ = run(records, None)
+    b = float(np.median(base))
+    print(f"real-time replay of {BAG.name}, multimodal backend taking 2 s a call")
     print(f"{'frame latency, no multimodal model (median)':58} {b:9.3f} ms")
-    print(
-        f"{'frame latency, slow multimodal model (median)':58} {s:9.3f} ms   ratio {s / b:5.2f}x"
-        "   (target <= 1.10x)"
-    )
-    assert backend is not None
-    calls = len(backend.calls)
-    print(
-        f"model calls {calls} in {elapsed:.1f} s: {calls / elapsed:.2f} Hz "
-        f"(configured {RATE_HZ} Hz in header time)"
-    )
+    for backend, target in ((SlowBackend(), "   (target <= 1.10x)"), (BusyBackend(), "")):
+        latencies, elapsed = run(records, backend)
+        s = float(np.median(latencies))
+        label = f"frame latency, model {backend.name} (median)"
+        print(f"{label:58} {s:9.3f} ms   ratio {s / b:5.2f}x{target}")
+        calls = len(backend.calls)
+        print(
+            f"  model calls {calls} in {elapsed:.1f} s: {calls / elapsed:.2f} Hz "
+            f"(configured {RATE_HZ} Hz in header time)"
+        )
 
 
 if __name__ == "__main__":
