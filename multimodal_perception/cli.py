@@ -142,6 +142,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         args.params,
         overrides,
         progress=not args.quiet,
+        topics_auto=args.topics == "auto",
     )
     r = result.report
     print(
@@ -260,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--tiled", action="store_true", help="tiled detection")
     rp.add_argument("--set", action="append", help="override a parameter: name=value")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.add_argument(
+        "--topics",
+        choices=["config", "auto"],
+        default="config",
+        help="input topics from the parameters (default) or picked by type (auto)",
+    )
     rp.set_defaults(func=_cmd_replay)
     ev = sub.add_parser("eval", help="score a replay's output.mcap against its ground truth")
     ev.add_argument("outputs", nargs="+", help="replay output directories or output.mcap files")

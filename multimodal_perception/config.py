@@ -8,6 +8,7 @@ replay path reads the same ROS 2 parameter file (``/**: ros__parameters: ...``) 
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,7 +220,9 @@ class ParameterError(ValueError):
 def validate(name: str, value: Any) -> Any:
     spec = SPECS.get(name)
     if spec is None:
-        raise ParameterError(f"unknown parameter {name!r}")
+        close = difflib.get_close_matches(name, SPECS, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ParameterError(f"unknown parameter {name!r}{hint}")
     if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, spec.kind) or isinstance(value, bool) != (spec.kind is bool):

@@ -31,9 +31,17 @@ import numpy as np
 
 from .config import load_parameters
 from .pipeline import Output, Pipeline
-from .ros_pkg.bag_io import BagDamage, BagWriter, bag_message_counts, iter_bag
+from .ros_pkg.bag_io import (
+    BagDamage,
+    BagWriter,
+    bag_message_counts,
+    bag_metadata,
+    bag_topic_types,
+    iter_bag,
+)
 from .ros_pkg.factory import RosbagsFactory
 from .ros_pkg.typestore import get_project_typestore
+from .topics import resolve_topics
 
 NAMESPACE = "/multimodal_perception"
 
@@ -68,15 +76,31 @@ def replay(
     progress: bool = True,
     questions: list[str] | None = None,
     ask_every: int = 0,
+    topics_auto: bool = False,
 ) -> ReplayResult:
     """``questions`` are asked about the last frame (and every ``ask_every`` frames);
     answers land on ``answer`` and in the report."""
     params = load_parameters(params_path)
     if overrides:
         params = params.with_overrides(overrides)
+    missing = [str(b) for b in bags if not Path(b).exists()]
+    if missing:
+        raise FileNotFoundError(f"bag {', '.join(missing)} does not exist")
+    chosen, notices = resolve_topics(params, bag_topic_types(bags), topics_auto)
+    params = params.with_overrides(chosen) if chosen else params
+    for line in notices:
+        print(line, file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     factory = RosbagsFactory(get_project_typestore())
     pipeline = Pipeline(params, factory)
+    synthetic = all("synthetic" in bag_metadata(b).get("mmp.source", "") for b in bags)
+    if pipeline.embedded_default and not synthetic:
+        print(
+            "warning: the project-trained tiny models know only the synthetic world; on this "
+            "recording they will miss most objects: give real models with --model-dir "
+            "(or MMP_MODEL_DIR)",
+            file=sys.stderr,
+        )
     pipeline.keep_debug = True
     inputs = pipeline.inputs()
     # Messages stream from the bag as they are processed (memory does not grow with the

@@ -153,6 +153,15 @@ def _record(topic: str, msgtype: str, log_time: int, raw: Any, deserialize: Any)
         return BagRecord(topic, msgtype, log_time, None, exc)
 
 
+def bag_topic_types(paths: Sequence[str | Path]) -> dict[str, str] | None:
+    """Topic -> message type from the bags' indexes; None where they cannot be read."""
+    try:
+        with AnyReader([Path(p) for p in paths], default_typestore=get_project_typestore()) as r:
+            return {conn.topic: conn.msgtype for conn in r.connections}
+    except Exception:
+        return None
+
+
 def bag_message_counts(paths: Sequence[str | Path]) -> dict[str, int] | None:
     """Messages per topic from the bags' indexes (metadata, summaries), without reading
     the messages; None where a bag's index cannot be read."""
@@ -173,8 +182,11 @@ def bag_metadata(path: str | Path) -> dict[str, str]:
     meta = Path(path) / "metadata.yaml"
     if not meta.is_file():
         return {}
-    info = yaml.safe_load(meta.read_text()).get("rosbag2_bagfile_information", {})
-    return dict(info.get("custom_data") or {})
+    try:
+        info = yaml.safe_load(meta.read_text()).get("rosbag2_bagfile_information", {})
+        return {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}
+    except Exception:  # damaged metadata: iter_bag reports it; no custom data here
+        return {}
 
 
 @dataclass

@@ -81,3 +81,10 @@ def test_every_class_the_filter_judges_has_a_threshold_parameter(tmp_path):
     path.write_text("/**:\n  ros__parameters:\n    filter: {threshold: {traffic_light: 0.55}}\n")
     config = filter_config(load_parameters(path), "cityscapes")
     assert config.threshold("traffic light") == 0.55 and config.threshold("person") == 0.14
+
+
+def test_a_mistyped_parameter_name_gets_the_closest_valid_ones():
+    from multimodal_perception.config import validate
+
+    with pytest.raises(ParameterError, match=r"did you mean filter\.threshold\.person"):
+        validate("filter.treshold.person", 0.3)
