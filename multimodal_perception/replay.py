@@ -3,8 +3,9 @@
 Reads rosbag2 (sqlite3 or MCAP) or ROS 1 bags with rosbags, feeds every message to the
 same :class:`~multimodal_perception.pipeline.Pipeline` the rclpy node runs, and writes:
 
-- ``DIR/output.mcap``: the inputs and every published topic (one file for Foxglove or
-  ``ros2 bag play``), outputs under ``/multimodal_perception/<topic>``;
+- ``DIR/output.mcap`` + ``DIR/metadata.yaml``: DIR is a rosbag2 bag (``ros2 bag play DIR``,
+  Foxglove opens the .mcap) of the inputs and every published topic, outputs under
+  ``/multimodal_perception/<topic>``;
 - ``DIR/report.json``: per input topic in, used and dropped by reason; per-stage latency
   percentiles; detections per class; filter decisions; the models used;
 - ``DIR/report.md`` with plots (latency per stage, objects over time) and overlay pictures
@@ -183,8 +184,10 @@ def replay(
             emit(pipeline.ask(question))
         emit(pipeline.close())
     elapsed = time.perf_counter() - start
-    mcap = out_dir / "output.mcap"
-    (tmp / "output.mcap").replace(mcap)
+    # DIR itself is the rosbag2 bag (metadata.yaml + output.mcap beside the reports), so
+    # `ros2 bag play DIR` and rosbags' AnyReader(DIR) open it, and DIR/output.mcap too.
+    for name in ("output.mcap", "metadata.yaml"):
+        (tmp / name).replace(out_dir / name)
     shutil.rmtree(tmp)
     lost: Counter[str] = Counter()
     for d in damage:

@@ -342,3 +342,13 @@ def test_any_sensor_can_anchor_frames_and_the_image_stays_the_frame_time():
         assert r.scene["sensors"]["lidar"]["present"]
         same += r.kept == by_camera[stamp].kept
     assert same >= 0.9 * len(by_lidar)
+
+
+def test_the_output_folder_is_a_rosbag2_bag(runs):
+    from rosbags.highlevel import AnyReader
+
+    out = runs[0].out_dir
+    with AnyReader([out]) as reader:  # the folder, as `ros2 bag play DIR` opens it
+        topics = {c.topic for c in reader.connections}
+        assert "/multimodal_perception/scene" in topics and "/lidar/points" in topics
+        assert reader.message_count > 600
