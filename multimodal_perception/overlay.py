@@ -3,6 +3,7 @@ lidar points coloured by depth and radar returns (for the debug image and replay
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import cv2
@@ -41,7 +42,10 @@ def draw_overlay(
     lidar_uv: np.ndarray | None = None,
     lidar_depth: np.ndarray | None = None,
     radar_uv: np.ndarray | None = None,
+    rejected: list[tuple[np.ndarray, str]] | None = None,
 ) -> np.ndarray:
+    """``rejected``: boxes the filter (or de-duplication) dropped, with their reason; drawn
+    dashed in grey so a reader sees what was judged, not only what was kept."""
     image = bgr.copy()
     if labels is not None and labels.shape == image.shape[:2]:
         image = cv2.addWeighted(image, 0.65, PALETTE[labels], 0.35, 0.0)
@@ -58,6 +62,13 @@ def draw_overlay(
         for u, v in radar_uv.astype(int):
             cv2.circle(image, (int(u), int(v)), 4, (255, 255, 255), 1)
     scale = max(image.shape[1] / 1280, 0.4)
+    for box, reason in rejected or ():
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
+        _dashed_rectangle(image, (x1, y1), (x2, y2), (160, 160, 160), max(1, int(scale)))
+        cv2.putText(
+            image, reason, (x1, min(y2 + 12, image.shape[0] - 2)), cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * scale, (160, 160, 160), 1, cv2.LINE_AA,
+        )  # fmt: skip
     for obj in scene["objects"]:
         x1, y1, x2, y2 = (round(v) for v in obj["box_2d"])
         colour = (0, 220, 0) if obj["confirmed"] else (0, 200, 255)
@@ -78,3 +89,18 @@ def draw_overlay(
             cv2.LINE_AA,
         )
     return image
+
+
+def _dashed_rectangle(
+    image: np.ndarray, p1: tuple[int, int], p2: tuple[int, int], colour, thickness: int
+) -> None:
+    (x1, y1), (x2, y2) = p1, p2
+    corners = [(x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1)]
+    for (ax, ay), (bx, by) in itertools.pairwise(corners):
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, length, 10):  # 6 px dash, 4 px gap
+            end = min(start + 6, length)
+            f0, f1 = start / max(length, 1), end / max(length, 1)
+            a = (round(ax + (bx - ax) * f0), round(ay + (by - ay) * f0))
+            b = (round(ax + (bx - ax) * f1), round(ay + (by - ay) * f1))
+            cv2.line(image, a, b, colour, thickness, cv2.LINE_AA)

@@ -39,7 +39,7 @@ from .perception.stack import load_models
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 from .ros_pkg.factory import MessageFactory
-from .ros_pkg.frame_messages import Output, encode_frame
+from .ros_pkg.frame_messages import Output, encode_frame, rejection_ids
 
 log = logging.getLogger("multimodal_perception.pipeline")
 
@@ -264,6 +264,10 @@ class Pipeline:
             result.lidar_uv,
             result.lidar_depth,
             result.radar_uv,
+            [
+                (result.detections.boxes[i], label)
+                for i, label in zip(result.rejected(), rejection_ids(result), strict=True)
+            ],
         )
 
     # -- questions and captions ----------------------------------------------------------

@@ -352,3 +352,17 @@ def test_the_output_folder_is_a_rosbag2_bag(runs):
         topics = {c.topic for c in reader.connections}
         assert "/multimodal_perception/scene" in topics and "/lidar/points" in topics
         assert reader.message_count > 600
+
+
+def test_overlays_draw_rejected_boxes_with_their_reason(runs):
+    """Every rejected box is drawn (grey, dashed) with its reason, not only kept ones."""
+    from multimodal_perception.overlay import draw_overlay
+
+    image = np.zeros((120, 200, 3), np.uint8)
+    scene = {"objects": []}
+    plain = draw_overlay(image, scene)
+    drawn = draw_overlay(image, scene, rejected=[(np.array([20.0, 20, 120, 80]), "inconsistent")])
+    assert not plain.any()
+    edge = drawn[20, 20:120]  # the top edge: dashes, not a solid line
+    assert 0.4 < (edge.sum(axis=1) > 0).mean() < 0.95
+    assert drawn[82:96, 20:120].any()  # the reason under the box
