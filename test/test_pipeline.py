@@ -354,7 +354,7 @@ def test_the_output_folder_is_a_rosbag2_bag(runs):
         assert reader.message_count > 600
 
 
-def test_overlays_draw_rejected_boxes_with_their_reason(runs):
+def test_overlays_draw_rejected_boxes_with_their_reason():
     """Every rejected box is drawn (grey, dashed) with its reason, not only kept ones."""
     from multimodal_perception.overlay import draw_overlay
 
