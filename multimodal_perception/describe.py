@@ -112,6 +112,14 @@ SCENE_SCHEMA: dict[str, Any] = {
                         "maxItems": 2,
                     },
                     "speed_mps": _NULLABLE_NUMBER,
+                    # what `velocity` and `speed_mps` are measured against
+                    "velocity_frame": {"enum": ["over_ground", "relative_to_ego", None]},
+                    "velocity_relative": {
+                        "type": ["array", "null"],
+                        "items": {"type": "number"},
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
                     "range_rate_mps": _NULLABLE_NUMBER,
                     "sensors": {"type": "array", "items": {"enum": ["camera", "lidar", "radar"]}},
                     "source": {"enum": ["lidar", "camera_only", "image_only"]},

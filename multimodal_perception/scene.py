@@ -1,9 +1,10 @@
 """The structured scene description of one frame (schema ``mmp.scene/1``).
 
 Built from the core's stage results; ``describe.py`` turns it into text and holds the
-schema. Velocities: ``velocity`` and ``speed_mps`` are over ground in base_link axes
+schema. Velocities, in base_link axes: ``velocity`` and ``speed_mps`` are over ground
 (tracked in the fixed frame) or relative to the ego (tracked in base_link, without
-odometry); ``range_rate_mps`` is along the line of sight, relative to the ego.
+odometry), as ``velocity_frame`` says; ``velocity_relative`` is relative to the ego and
+``range_rate_mps`` its part along the line of sight (negative: closing).
 """
 
 from __future__ import annotations
@@ -35,20 +36,34 @@ def _velocities(
     R_base_track: np.ndarray,
     over_ground: bool,
     frame: SyncedFrame,
-) -> tuple[list[float] | None, float | None, float | None]:
+) -> dict[str, Any]:
+    """``velocity``/``speed_mps`` in the tracking frame's sense (``velocity_frame`` names
+    it), ``velocity_relative`` to the ego and the range rate (relative, along the line of
+    sight). Relative values need the ego's own motion when tracking over ground: without
+    it they are unknown (None), never the over-ground value passed off as relative."""
+    none = {
+        "velocity": None,
+        "speed_mps": None,
+        "velocity_frame": None,
+        "velocity_relative": None,
+        "range_rate_mps": None,
+    }
     if track is None or obj is None or not track.confirmed:
-        return None, None, None
+        return none
     if not (track.velocity_observed or track.hits >= 3):
-        return None, None, None
+        return none
     v_base = R_base_track[:2, :2] @ track.velocity
-    velocity = [round(float(v_base[0]), 3), round(float(v_base[1]), 3)]
-    speed = round(float(np.hypot(*v_base)), 3)
-    if over_ground:
-        rel = v_base - (frame.ego.velocity[:2] if frame.ego is not None else 0.0)
-    else:  # tracked in base_link: velocities are already relative to the ego
-        rel = v_base
+    out = dict(none)
+    out["velocity"] = [round(float(v_base[0]), 3), round(float(v_base[1]), 3)]
+    out["speed_mps"] = round(float(np.hypot(*v_base)), 3)
+    out["velocity_frame"] = "over_ground" if over_ground else "relative_to_ego"
+    if over_ground and frame.ego is None:
+        return out
+    rel = v_base - frame.ego.velocity[:2] if over_ground else v_base
     u = obj.center[:2] / max(np.linalg.norm(obj.center[:2]), 1e-6)
-    return velocity, speed, round(float(rel @ u), 3)
+    out["velocity_relative"] = [round(float(rel[0]), 3), round(float(rel[1]), 3)]
+    out["range_rate_mps"] = round(float(rel @ u), 3)
+    return out
 
 
 def build_scene(
@@ -80,7 +95,6 @@ def build_scene(
         ev = radar.get(i)
         if ev is not None and ev.count:
             sensors.append("radar")
-        velocity, speed, range_rate = _velocities(track, obj, R_base_track, over_ground, frame)
         objs.append(
             {
                 "track_id": track.track_id if track is not None else None,
@@ -100,9 +114,7 @@ def build_scene(
                 "yaw": round(float(obj.yaw), 4) if obj else None,
                 "range_m": round(obj.range_m, 3) if obj else None,
                 "bearing_deg": round(bearing_deg(obj.center[0], obj.center[1]), 2) if obj else None,
-                "velocity": velocity,
-                "speed_mps": speed,
-                "range_rate_mps": range_rate,
+                **_velocities(track, obj, R_base_track, over_ground, frame),
                 "sensors": sensors,
                 "source": obj.source if obj else "image_only",
             }

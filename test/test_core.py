@@ -182,3 +182,20 @@ def test_latest_slot_supersedes_and_reports_idle():
     assert slot.wait_idle(0.01) and slot.take(0.01) is None
     slot.put(3)
     assert slot.close() == 3 and slot.take(0.01) is None
+
+
+def test_velocities_name_their_frame_and_relative_needs_the_ego_motion(frames, models):
+    core = FrameCore(PARAMS, models)
+    results = _steps(core, frames[:12])
+    moving = [o for o in results[-1].scene["objects"] if o["velocity"] is not None]
+    assert moving, "tracks with a velocity after 12 frames"
+    ego = frames[11].ego.velocity[:2]
+    for o in moving:
+        assert o["velocity_frame"] == "over_ground"
+        expected = np.array(o["velocity"]) - ego
+        np.testing.assert_allclose(o["velocity_relative"], expected, atol=2e-3)
+    # Without the ego's own motion, relative values are unknown, not the over-ground ones.
+    blind = core.step(dataclasses.replace(frames[12], ego=None))
+    for o in blind.scene["objects"]:
+        if o["velocity"] is not None:
+            assert o["velocity_relative"] is None and o["range_rate_mps"] is None
