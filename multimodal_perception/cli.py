@@ -164,22 +164,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .evaluation import evaluate_output_bag, evaluate_tracking
+    from .labels import load_labels
     from .ros_pkg.bag_io import iter_bag
 
     for target in args.outputs:
         path = Path(target)
         if path.is_dir():
             path = path / "output.mcap"
-        topics = {
-            r.topic
-            for r in iter_bag(path, ["/multimodal_perception/detections_2d", "/ground_truth/scene"])
-        }
-        vocab = (
-            ("car", "truck", "bus", "person", "cyclist")
-            if "/ground_truth/scene" in topics
-            else None
-        )
-        scores = evaluate_output_bag(path, vocab)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist (give a replay's output folder)")
+        stamps, topics = [], set()
+        for r in iter_bag(path, ["/multimodal_perception/detections_2d", "/ground_truth/scene"]):
+            topics.add(r.topic)
+            if r.topic.endswith("detections_2d"):
+                stamps.append(r.msg.header.stamp.sec * 10**9 + r.msg.header.stamp.nanosec)
+        synthetic = "/ground_truth/scene" in topics  # the synthetic world's class set
+        vocab = ("car", "truck", "bus", "person", "cyclist") if synthetic else None
+        labels = load_labels(args.gt, stamps) if args.gt else None
+        scores = evaluate_output_bag(path, vocab, labels=labels)
+        if scores.frames == 0:
+            raise ValueError(
+                f"{path}: no frame has both outputs and ground truth (no /ground_truth/boxes_2d "
+                "topic, or labels matching no frame): give labels with --gt FILE"
+            )
         print(scores.before.format(f"{path}: all detector boxes (before the filter)"))
         print(scores.after.format(f"{path}: kept boxes (after the filter)"))
         if scores.center_errors:
@@ -188,7 +195,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 f"  3D centre error: median {np.median(errors):.2f} m over {len(errors)} "
                 "matched objects"
             )
-        if "/ground_truth/scene" in topics:
+        if synthetic and not args.gt:  # tracking needs the world's track ids
             print("  " + evaluate_tracking(path).format("tracking"))
     return 0
 
@@ -270,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=_cmd_replay)
     ev = sub.add_parser("eval", help="score a replay's output.mcap against its ground truth")
     ev.add_argument("outputs", nargs="+", help="replay output directories or output.mcap files")
+    ev.add_argument(
+        "--gt",
+        help="labels: a KITTI label_2 directory (n-th file = n-th frame) or mmp.labels/1 JSON",
+    )
     ev.set_defaults(func=_cmd_eval)
     ak = sub.add_parser("ask", help="replay a bag and answer a question about its scenes")
     ak.add_argument("bags", nargs="+")

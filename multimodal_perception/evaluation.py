@@ -193,9 +193,13 @@ class BagScores:
 
 
 def evaluate_output_bag(
-    path: str | Path, vocabulary: tuple[str, ...] | None = None, iou: float = 0.5
+    path: str | Path,
+    vocabulary: tuple[str, ...] | None = None,
+    iou: float = 0.5,
+    labels: dict[int, Any] | None = None,
 ) -> BagScores:
-    """Score a replay's output.mcap against the ground-truth topics it carries."""
+    """Score a replay's output.mcap against the ground-truth topics it carries, or against
+    ``labels`` (camera stamp -> ``labels.FrameLabels``, from ``mmp eval --gt``)."""
     from .ros_pkg.bag_io import iter_bag
     from .ros_pkg.outputs import detection2d_array_to_arrays
 
@@ -214,17 +218,23 @@ def evaluate_output_bag(
     before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
     errors: list[tuple[str, float, int]] = []
     frames = 0
-    for parts in by_stamp.values():
-        if "gt2d" not in parts or "kept" not in parts:
+    for stamp, parts in by_stamp.items():
+        if "kept" not in parts or (
+            stamp not in labels if labels is not None else "gt2d" not in parts
+        ):
             continue
         frames += 1
-        gt = detection2d_array_to_arrays(parts["gt2d"])
-        classes = [_gt_class(c, vocab) for c in gt.class_ids]
+        if labels is not None:
+            gt_all, names = labels[stamp].boxes, labels[stamp].classes
+        else:
+            gt = detection2d_array_to_arrays(parts["gt2d"])
+            gt_all, names = gt.boxes_xyxy, gt.class_ids
+        classes = [_gt_class(c, vocab) for c in names]
         keep = [i for i, c in enumerate(classes) if c]
-        ignore = gt.boxes_xyxy[[i for i, c in enumerate(classes) if not c]]
+        ignore = gt_all[[i for i, c in enumerate(classes) if not c]]
         kept = detection2d_array_to_arrays(parts["kept"])
         rej = detection2d_array_to_arrays(parts["rejected"]) if "rejected" in parts else None
-        gt_boxes, gt_classes = gt.boxes_xyxy[keep], [classes[i] for i in keep]
+        gt_boxes, gt_classes = gt_all[keep], [classes[i] for i in keep]
         after.add_frame(gt_boxes, gt_classes, kept.boxes_xyxy, kept.class_ids, kept.scores, ignore)
         all_boxes = kept.boxes_xyxy if rej is None else np.vstack([kept.boxes_xyxy, rej.boxes_xyxy])
         all_classes = kept.class_ids + ([] if rej is None else rej.class_ids)

@@ -83,3 +83,58 @@ def test_the_synthetic_world_gets_no_tiny_model_warning(tmp_path):
     shutil.copytree(SHIPPED, bag)
     result = mmp("replay", str(bag), "--out", str(tmp_path / "out"), "--quiet")
     assert result.returncode == 0 and "--model-dir" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def shipped_replay(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("replay")
+    assert mmp("replay", str(SHIPPED), "--out", str(out), "--quiet").returncode == 0
+    return out
+
+
+def test_eval_without_ground_truth_is_an_error_not_nan(renamed, tmp_path):
+    out = tmp_path / "out"
+    assert (
+        mmp("replay", str(renamed), "--out", str(out), "--quiet", "--topics", "auto").returncode
+        == 0
+    )
+    result = mmp("eval", str(out))
+    assert result.returncode == 2 and "--gt" in result.stderr and "nan" not in result.stdout
+
+
+def test_eval_takes_labels_from_a_json_file(shipped_replay, tmp_path):
+    """Labels written from the bag's own ground truth score exactly as the topics do."""
+    import json
+
+    frames = []
+    for r in iter_bag(shipped_replay / "output.mcap", ["/ground_truth/boxes_2d"]):
+        boxes = [
+            {
+                "class": d.results[0].hypothesis.class_id,
+                "box_2d": [
+                    d.bbox.center.position.x - d.bbox.size_x / 2,
+                    d.bbox.center.position.y - d.bbox.size_y / 2,
+                    d.bbox.center.position.x + d.bbox.size_x / 2,
+                    d.bbox.center.position.y + d.bbox.size_y / 2,
+                ],
+            }
+            for d in r.msg.detections
+        ]
+        stamp = r.msg.header.stamp.sec * 10**9 + r.msg.header.stamp.nanosec
+        frames.append({"stamp_ns": stamp, "boxes": boxes})
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"schema": "mmp.labels/1", "frames": frames}))
+    from_topics = mmp("eval", str(shipped_replay))
+    from_file = mmp("eval", str(shipped_replay), "--gt", str(labels))
+    assert from_file.returncode == 0, from_file.stderr
+
+    def recall_lines(text: str) -> list[str]:
+        return [ln.split("all recall")[1] for ln in text.splitlines() if "all recall" in ln]
+
+    assert recall_lines(from_file.stdout) and recall_lines(from_file.stdout) == recall_lines(
+        from_topics.stdout
+    )
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something else", "frames": []}')
+    result = mmp("eval", str(shipped_replay), "--gt", str(bad))
+    assert result.returncode == 2 and "mmp.labels/1" in result.stderr
