@@ -62,3 +62,13 @@ def need_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (../shared/data is not beside this clone)")
     return path
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """An rclpy context for a module's tests (need_rclpy() first)."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()

@@ -34,13 +34,6 @@ def to_rclpy(rec):
 
 
 @pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
-@pytest.fixture(scope="module")
 def messages():
     return [rec for rec in iter_bag(SHIPPED) if not rec.topic.startswith("/ground_truth")]
 

@@ -29,10 +29,8 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa:
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
-from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from vision_msgs.msg import LabelInfo  # noqa: E402
 
 from multimodal_perception.ros_pkg.live import (  # noqa: E402
     final_accounting,
@@ -41,21 +39,15 @@ from multimodal_perception.ros_pkg.live import (  # noqa: E402
     start_node,
     stop_node,
 )
+from multimodal_perception.ros_pkg.node import OUTPUT_TYPES  # noqa: E402
 from multimodal_perception.ros_pkg.player import play  # noqa: E402
 
 pytestmark = pytest.mark.slow
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
 NS = "/perception"
-OUTPUTS = {
-    "detections_2d": Detection2DArray,
-    "rejected_2d": Detection2DArray,
-    "objects_3d": Detection3DArray,
-    "scene": String,
-    "scene_text": String,
-    "markers": MarkerArray,
-    "segmentation": Image,
-    "label_info": LabelInfo,
-}
+# Every output a frame publishes (captions, answers and the debug image are optional).
+OPTIONAL = ("scene_caption", "answer", "debug_image")
+OUTPUTS = {k: v for k, v in OUTPUT_TYPES.items() if k not in OPTIONAL} | {"label_info": LabelInfo}
 TYPESTORE = get_project_typestore()
 
 
@@ -150,13 +142,6 @@ def _session(tmp: Path, splice=None, sig: int = signal.SIGTERM, extras: bool = T
             proc.kill()
         listener.destroy_node()
     return run
-
-
-@pytest.fixture(scope="module")
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
 
 
 @pytest.fixture(scope="module")
