@@ -3,10 +3,9 @@
 One interface, several backends, all loading from local paths or local servers (nothing
 is downloaded at run time):
 
-- :class:`TransformersVLM`: Hugging Face image-text-to-text models from a local directory
-  (SmolVLM, Florence-2, Qwen2-VL, LLaVA class), on CUDA in fp16 when present, else CPU;
-- :class:`OpenAIChatVLM`: an OpenAI-compatible chat-completions endpoint with image input
-  (llama.cpp's server, Ollama, vLLM, NanoLLM), with timeouts and retries;
+- :class:`~.multimodal_backends.TransformersVLM` and
+  :class:`~.multimodal_backends.OpenAIChatVLM` (a local model directory, a local
+  OpenAI-compatible server with a deadline per attempt), in ``multimodal_backends.py``;
 - :class:`ClipOnnx`: CLIP-style image and text encoders in ONNX, for open-vocabulary
   re-labelling of boxes (``similarity``);
 - :class:`GroundedFallback`: no model: answers counting, nearest, where and moving
@@ -19,11 +18,7 @@ near-identical frame (perceptual hash) showing the same (class, track id) set.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +31,10 @@ from ..describe import describe_scene, direction
 
 class MultimodalError(RuntimeError):
     """A backend that cannot answer: unreachable, timed out, malformed reply, bad model."""
+
+
+class MultimodalTimeout(MultimodalError):
+    """A backend that did not answer within its deadline."""
 
 
 class MultimodalBackend(Protocol):
@@ -163,142 +162,6 @@ class GroundedFallback:
             "I cannot answer that from the structured scene (I can count objects, name "
             "the closest, and say where things are and whether they move or approach)."
         )
-
-
-# -- OpenAI-compatible endpoint ----------------------------------------------------------
-def _jpeg_data_url(image: np.ndarray, quality: int = 85) -> str:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise MultimodalError("could not encode the image as JPEG")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
-
-
-@dataclass
-class OpenAIChatVLM:
-    """POST {base_url}/v1/chat/completions with text + image parts; local servers only in
-    tests (127.0.0.1), whatever the user configures in deployment."""
-
-    base_url: str
-    model: str
-    api_key: str | None = None
-    timeout_s: float = 10.0
-    retries: int = 1
-    max_tokens: int = 128
-    name: str = "openai_compatible"
-
-    def _chat(self, text: str, images: list[np.ndarray], scene: dict[str, Any]) -> str:
-        content: list[dict[str, Any]] = [{"type": "text", "text": text}]
-        content += [
-            {"type": "image_url", "image_url": {"url": _jpeg_data_url(im)}} for im in images
-        ]
-        body = json.dumps(
-            {
-                "model": self.model,
-                "max_tokens": self.max_tokens,
-                "temperature": 0.0,
-                "messages": [
-                    {"role": "system", "content": grounding(scene)},
-                    {"role": "user", "content": content},
-                ],
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        url = self.base_url.rstrip("/") + "/v1/chat/completions"
-        last: Exception | None = None
-        for _ in range(self.retries + 1):
-            request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as resp:
-                    raw = resp.read(1 << 20)
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                last = exc
-                continue
-            try:
-                reply = json.loads(raw)
-                text_out = reply["choices"][0]["message"]["content"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                raise MultimodalError(
-                    f"{url}: malformed chat-completions reply: {raw[:120]!r}"
-                ) from None
-            if not isinstance(text_out, str):
-                raise MultimodalError(f"{url}: reply content is not text: {text_out!r}")
-            return text_out.strip()
-        raise MultimodalError(
-            f"{url}: no reply after {self.retries + 1} attempts "
-            f"(timeout {self.timeout_s} s): {last}"
-        )
-
-    def describe(self, images: list[np.ndarray], scene: dict[str, Any]) -> str:
-        return self._chat(CAPTION_PROMPT, images, scene)
-
-    def answer(self, question: str, images: list[np.ndarray], scene: dict[str, Any]) -> str:
-        return self._chat(question, images, scene)
-
-
-# -- Hugging Face transformers, local directory -----------------------------------------
-@dataclass
-class TransformersVLM:
-    model_dir: str | Path
-    max_new_tokens: int = 64
-    name: str = "transformers"
-    device: str = field(init=False, default="cpu")
-
-    def __post_init__(self) -> None:
-        path = Path(self.model_dir)
-        if not (path / "config.json").is_file():
-            raise MultimodalError(
-                f"vlm.model_dir {path}: no config.json (a local model "
-                "directory is needed; nothing is downloaded)"
-            )
-        try:
-            import torch
-            from transformers import AutoModelForImageTextToText, AutoProcessor
-        except ImportError as exc:
-            raise MultimodalError(
-                f"the transformers backend needs torch and transformers: {exc}"
-            ) from None
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch.float16 if self.device == "cuda" else torch.float32
-        try:
-            self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-            self.model = (
-                AutoModelForImageTextToText.from_pretrained(
-                    # safetensors only: a pickled pytorch_model.bin from a user's directory
-                    # could run code when loaded.
-                    path,
-                    local_files_only=True,
-                    use_safetensors=True,
-                    dtype=dtype,
-                )
-                .to(self.device)
-                .eval()
-            )
-        except Exception as exc:
-            raise MultimodalError(f"vlm.model_dir {path}: cannot load: {exc}") from None
-
-    def _generate(self, text: str, images: list[np.ndarray], scene: dict[str, Any]) -> str:
-        import torch
-
-        rgb = [cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in images]
-        content = [{"type": "image"} for _ in rgb]
-        content.append({"type": "text", "text": f"{grounding(scene)}\n{text}"})
-        prompt = self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], add_generation_prompt=True
-        )
-        inputs = self.processor(text=prompt, images=rgb or None, return_tensors="pt")
-        inputs = {k: v.to(self.device) for k, v in inputs.items()}
-        with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        new = out[:, inputs["input_ids"].shape[1] :]
-        return self.processor.batch_decode(new, skip_special_tokens=True)[0].strip()
-
-    def describe(self, images: list[np.ndarray], scene: dict[str, Any]) -> str:
-        return self._generate(CAPTION_PROMPT, images, scene)
-
-    def answer(self, question: str, images: list[np.ndarray], scene: dict[str, Any]) -> str:
-        return self._generate(question, images, scene)
 
 
 # -- CLIP-style encoders in ONNX ---------------------------------------------------------

@@ -2,7 +2,9 @@
 
 With ``vlm.backend`` none, questions are answered at once from the structured scene (the
 grounded fallback) and there are no captions; with a model, frames are offered to its
-worker (rate-limited in header time, never waiting) and questions queue there.
+worker (rate-limited in header time, never waiting) and questions queue there, unless the
+model is resting after a failure: then the grounded fallback answers at once, marked with
+its ``fallback_reason`` (the worker's :meth:`~.multimodal_worker.MultimodalWorker.health`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .multimodal import GroundedFallback, OpenAIChatVLM, TransformersVLM
+from .multimodal import GroundedFallback
+from .multimodal_backends import OpenAIChatVLM, TransformersVLM
 from .multimodal_worker import MultimodalResult, MultimodalWorker
 
 log = logging.getLogger("multimodal_perception.scene_qa")
@@ -30,7 +33,11 @@ def make_worker(p: Any) -> MultimodalWorker | None:
     else:
         if not p["vlm.endpoint"]:
             raise ValueError("vlm.backend=openai needs vlm.endpoint")
-        backend = OpenAIChatVLM(p["vlm.endpoint"], p["vlm.model"], timeout_s=p["vlm.timeout_s"])
+        # One attempt per call, each within vlm.timeout_s: the worker retries a failing
+        # server with backoff and answers from the scene meanwhile.
+        backend = OpenAIChatVLM(
+            p["vlm.endpoint"], p["vlm.model"], timeout_s=p["vlm.timeout_s"], retries=0
+        )
     return MultimodalWorker(backend, rate_hz=p["vlm.rate_hz"])
 
 
@@ -45,7 +52,8 @@ class SceneQA:
             self.worker.offer_frame(stamp_ns, image, scene)  # never waits
 
     def ask(self, question: str) -> list[MultimodalResult]:
-        """Answered now (no frame yet, or no model), or queued for the model ([])."""
+        """Answered now (no frame yet, no model, or the model resting after a failure), or
+        queued for the model ([])."""
         if self._last is None:
             text = "No frame has been processed yet."
             return [
@@ -53,8 +61,8 @@ class SceneQA:
             ]
         stamp, image, scene = self._last
         if self.worker is not None:
-            self.worker.ask(question, stamp, image, scene)
-            return []
+            now = self.worker.ask(question, stamp, image, scene)
+            return [now] if now is not None else []
         t0 = time.perf_counter()
         text = GroundedFallback().answer(question, [image], scene)
         latency_ms = (time.perf_counter() - t0) * 1e3
