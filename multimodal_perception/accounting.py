@@ -84,21 +84,23 @@ def diagnostics_statuses(
         )
     stage_ms = {f"{k}.ms_median": f"{np.median(v[-100:]):.2f}" for k, v in timings.items() if v}
     if multimodal is not None:
-        st, cache = multimodal.stats, multimodal.cache
+        st, cache, health = multimodal.stats, multimodal.cache, multimodal.health()
+        message = f"{health['backend']}: {health['state']}, {st.model_calls} calls"
+        if health["state"] != "ok":
+            message += f"; last error: {health['last_error']}"
         statuses.append(
             out.StatusReport(
                 "multimodal_perception: multimodal model",
-                out.WARN if st.errors else out.OK,
-                f"{multimodal.backend.name}: {st.model_calls} calls",
+                {"ok": out.OK, "degraded": out.WARN}.get(health["state"], out.ERROR),
+                message,
                 values={
                     "offered": st.offered,
                     "skipped_rate": st.skipped_rate,
                     "superseded": st.superseded,
-                    "model_calls": st.model_calls,
-                    "errors": st.errors,
                     "questions": st.questions,
                     "cache_hit_rate": f"{cache.hit_rate:.3f}",
                     "cache_saved_s": f"{cache.saved_s:.3f}",
+                    **{k: str(v) for k, v in health.items() if k != "backend"},
                 },
             )
         )

@@ -218,7 +218,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     )
     for a in result.report["multimodal"]:
         if a["topic"] == "answer":
-            print(f"[{a['stamp_ns']}] {a['backend']}: {a['text'] or a.get('error')}")
+            print(f"[{a['stamp_ns']}] {a['backend']}: {a['text']}")
     return 0
 
 

@@ -43,6 +43,11 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# Questions waiting for a slow model beyond this are answered from the scene at once: a
+# flood of questions must not grow memory without bound.
+MAX_PENDING_QUESTIONS = 32
+
+
 @dataclass(frozen=True)
 class MultimodalResult:
     topic: str  # "scene_caption" or "answer"
@@ -161,12 +166,17 @@ class MultimodalWorker:
         with self._lock:
             self._ensure_alive()
             self.stats.questions += 1
-            if not self.backend_health.resting(self.clock()):
+            full = len(self._questions) >= MAX_PENDING_QUESTIONS
+            if not full and not self.backend_health.resting(self.clock()):
                 self._questions.append((question, stamp_ns, image, scene))
                 self._lock.notify_all()
                 return None
             self.stats.fallbacks += 1
-            reason = self._resting_reason()
+            reason = (
+                f"{MAX_PENDING_QUESTIONS} questions already wait for the model"
+                if full
+                else self._resting_reason()
+            )
         return self._fallback_answer(question, stamp_ns, image, scene, reason)
 
     def results(self) -> list[MultimodalResult]:
