@@ -32,11 +32,13 @@ import numpy as np
 
 from .config import load_parameters
 from .pipeline import Output, Pipeline
+from .progress import Progress
 from .ros_pkg.bag_io import (
     BagDamage,
     BagWriter,
     bag_message_counts,
     bag_metadata,
+    bag_time_range,
     bag_topic_types,
     iter_bag,
 )
@@ -55,17 +57,6 @@ class ReplayResult:
 
 def _output_topic(topic: str) -> str:
     return topic if topic.startswith("/") else f"{NAMESPACE}/{topic}"
-
-
-def _progress(done: int, total: int, start: float) -> None:
-    if not sys.stderr.isatty() and done not in (total,) and done % 50:
-        return
-    rate = done / max(time.perf_counter() - start, 1e-9)
-    bar = "#" * int(30 * done / max(total, 1))
-    sys.stderr.write(f"\r[{bar:<30}] {done}/{total} messages, {rate:.0f}/s")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
 
 
 def replay(
@@ -107,7 +98,8 @@ def replay(
     # Messages stream from the bag as they are processed (memory does not grow with the
     # bag); the counts for sampling pictures and the progress bar come from its index.
     counts = bag_message_counts(bags)
-    total = sum(counts.values()) if counts else 0
+    span = bag_time_range(bags)
+    bar = Progress(*span) if progress else None
     camera_msgs = sum(n for t, n in (counts or {}).items() if inputs.get(t) == "camera")
     damage: list[BagDamage] = []
     sample = (
@@ -177,9 +169,11 @@ def replay(
                 asked_at = pipeline.frames
                 for question in questions or ():
                     emit(pipeline.ask(question))
-            if progress:
-                _progress(n, max(total, n), start)
+            if bar is not None and n % 20 == 0:
+                bar.update(rec.log_time_ns, pipeline.frames, _drops(pipeline))
         emit(pipeline.finish())
+        if bar is not None:
+            bar.close(span[1] or 0, pipeline.frames, _drops(pipeline))
         for question in questions or ():
             emit(pipeline.ask(question))
         emit(pipeline.close())
@@ -200,6 +194,13 @@ def replay(
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     _markdown(out_dir, report, pipeline, objects_over_time)
     return ReplayResult(out_dir, report)
+
+
+def _drops(pipeline: Pipeline) -> int:
+    return sum(
+        n for row in pipeline.accounting().values() for k, n in row["dropped"].items()
+        if k != "pending"
+    )  # fmt: skip
 
 
 def _picture(out_dir: Path, index: int, image: np.ndarray) -> str:

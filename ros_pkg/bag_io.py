@@ -162,6 +162,15 @@ def bag_topic_types(paths: Sequence[str | Path]) -> dict[str, str] | None:
         return None
 
 
+def bag_time_range(paths: Sequence[str | Path]) -> tuple[int | None, int | None]:
+    """First and last log time of the bags from their indexes; (None, None) if unreadable."""
+    try:
+        with AnyReader([Path(p) for p in paths], default_typestore=get_project_typestore()) as r:
+            return r.start_time, r.end_time
+    except Exception:
+        return None, None
+
+
 def bag_message_counts(paths: Sequence[str | Path]) -> dict[str, int] | None:
     """Messages per topic from the bags' indexes (metadata, summaries), without reading
     the messages; None where a bag's index cannot be read."""

@@ -138,3 +138,25 @@ def test_eval_takes_labels_from_a_json_file(shipped_replay, tmp_path):
     bad.write_text('{"schema": "something else", "frames": []}')
     result = mmp("eval", str(shipped_replay), "--gt", str(bad))
     assert result.returncode == 2 and "mmp.labels/1" in result.stderr
+
+
+def test_progress_lines_when_not_a_terminal():
+    import io
+
+    from multimodal_perception.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress(0, 10 * 10**9, stream=stream, interval_s=0.0)
+    for t in (1, 5, 9):
+        bar.update(t * 10**9, frames=t * 10, drops=t)
+    bar.close(10 * 10**9, frames=100, drops=9)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 4 and "\r" not in stream.getvalue()
+    assert "5.0/10.0 s of bag" in lines[1] and "5 dropped" in lines[1] and "ETA" in lines[1]
+    assert lines[-1].startswith("[" + "#" * 28 + "]") and "9 dropped" in lines[-1]
+
+
+def test_replay_prints_progress_and_quiet_silences_it(tmp_path):
+    loud = mmp("replay", str(SHIPPED), "--out", str(tmp_path / "a"))
+    quiet = mmp("replay", str(SHIPPED), "--out", str(tmp_path / "b"), "--quiet")
+    assert "5.0/5.0 s of bag" in loud.stderr and "s of bag" not in quiet.stderr
