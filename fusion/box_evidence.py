@@ -18,10 +18,12 @@ def lidar_box_evidence(
     boxes: np.ndarray, projection: Projection, expected_points: float = 8.0
 ) -> np.ndarray:
     """(N,) lidar evidence per box (x1, y1, x2, y2) from the frame's projected lidar."""
-    uv, depth = projection.uv, projection.depth
     out = np.zeros(len(boxes))
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         w, h = x2 - x1, y2 - y1
+        # Only the points in the columns of the box and its ring can count.
+        cols = projection.columns(x1 - w / 2, x2 + w / 2)
+        uv, depth = projection.uv[cols], projection.depth[cols]
         rows = (uv[:, 1] >= y1 + h / 5) & (uv[:, 1] < y2 - h / 20)
         core = rows & (uv[:, 0] >= x1 + w / 4) & (uv[:, 0] < x2 - w / 4)
         ring = rows & (

@@ -1,10 +1,11 @@
 """3D objects from kept 2D boxes: lidar clusters, or a camera-only ground-plane estimate.
 
-Per frame the lidar ground is removed once (a RANSAC plane with open3d, fitted to points
-near the vehicle and below the sensor) and the remaining points are projected into the
-image. Per kept box: the projected points inside the box (and on compatible mask pixels
-when a segmentation is given) are clustered with open3d's DBSCAN; the object's cluster
-is the one with the most mask-consistent points, nearer first on a tie. Its bird's-eye
+Per frame the lidar ground is removed once (a RANSAC plane in numpy, fitted to points
+near the vehicle and below the sensor) and the remaining points in the camera's frustum
+are projected into the image. Per kept box: the projected points inside the box (and on
+compatible mask pixels when a segmentation is given) are clustered by DBSCAN
+(``dbscan``: open3d's labels, without an open3d cloud per box); the object's cluster is
+the one with the most mask-consistent points, nearer first on a tie. Its bird's-eye
 footprint gives centre, size and yaw (OpenCV's minimum-area rectangle); a footprint
 shorter than the class's typical size is extended away from the sensor (the far side
 of an object is never seen). Without lidar points, the box's bottom centre is cast onto
@@ -18,10 +19,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import open3d as o3d
+from scipy.spatial import cKDTree
 
 from ..ros_pkg.camera_info import CameraModel
-from .projection import Projection, project_points
+from .projection import Projection, frustum_candidates, project_points
 
 # Typical object sizes (length, width, height) for extending partial footprints.
 CLASS_SIZE_PRIOR: dict[str, tuple[float, float, float]] = {
@@ -61,6 +62,14 @@ class GroundModel:
         return points @ self.normal + self.d
 
 
+def _below(values: np.ndarray, limit: float) -> np.ndarray:
+    """``values < limit`` decided as in float64 (float32 values convert exactly; a limit
+    that float32 cannot hold is compared in float64)."""
+    if values.dtype == np.float32 and float(np.float32(limit)) != limit:
+        values = values.astype(np.float64)
+    return values < limit
+
+
 def fit_ground(
     points_base: np.ndarray,
     max_range: float = 40.0,
@@ -71,11 +80,18 @@ def fit_ground(
     """Ground plane by RANSAC over the lower points near the vehicle, then a least-squares
     refit on the inliers. Written in numpy with a seeded generator rather than open3d's
     ``segment_plane``, whose parallel sampling is not repeatable even when seeded: replay
-    must give identical outputs run after run."""
-    near = points_base[(np.abs(points_base[:, 0]) < max_range) & (np.abs(points_base[:, 1]) < 20)]
+    must give identical outputs run after run.
+
+    ``points_base`` may be float32: the selection is decided exactly as in float64 and
+    only the lower near points are converted. The refit's normal is the smallest
+    eigenvector of the inliers' 3x3 scatter (the SVD's last right-singular vector, to
+    rounding)."""
+    x, y = points_base[:, 0], points_base[:, 1]
+    near = np.flatnonzero(_below(np.abs(x), max_range) & _below(np.abs(y), 20.0))
     if len(near) < 50:
         return None
-    low = near[near[:, 2] < np.percentile(near[:, 2], 60)].astype(np.float64)
+    z_near = points_base[near, 2].astype(np.float64)
+    low = points_base[near[z_near < np.percentile(z_near, 60)]].astype(np.float64)
     rng = np.random.default_rng(seed)
     # Hypotheses are scored on a sample (a plane is decided by thousands of points, not
     # by a hundred thousand); the final refit uses every inlier.
@@ -97,8 +113,9 @@ def fit_ground(
     inliers = low[np.abs(low @ normals[best] + d[best]) < threshold]
     if len(inliers) < 30:
         return None
-    centroid = inliers.mean(axis=0)
-    n = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
+    total = np.ones(len(inliers)) @ inliers
+    centroid = total / len(inliers)
+    n = np.linalg.eigh(inliers.T @ inliers - np.outer(total, centroid))[1][:, 0]
     n = n if n[2] > 0 else -n
     if n[2] < 0.9:
         return None
@@ -122,11 +139,20 @@ def prepare_lidar(
     camera: CameraModel,
     ground_clearance: float = 0.2,
 ) -> LidarFrame:
-    pts = points_lidar.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
-    ground = fit_ground(pts)
+    """Ground fitted on the whole cloud near the vehicle (behind it too); everything
+    after works on the points that can reach the image (``frustum_candidates``, a
+    superset of what ``project_points`` keeps, in the cloud's order), so ``points_base``
+    holds only those non-ground points and the projection indexes them."""
+    pts = np.asarray(points_lidar).reshape(-1, 3)
+    if pts.dtype in (np.float32, np.float64) and np.array_equal(T_base_lidar, np.eye(4)):
+        base = pts  # the transform is exact: float64 values of these very numbers
+    else:
+        base = pts.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
+    ground = fit_ground(base)
+    sub = base[frustum_candidates(base, T_cam_base, camera)].astype(np.float64)
     if ground is not None:
-        pts = pts[ground.height(pts) > ground_clearance]
-    return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground, float(camera.K[1, 1]))
+        sub = sub[ground.height(sub) > ground_clearance]
+    return LidarFrame(sub, project_points(sub, T_cam_base, camera), ground, float(camera.K[1, 1]))
 
 
 def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
@@ -158,6 +184,64 @@ def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[n
     return centre, np.array([length, width]), yaw
 
 
+def _components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Connected components of the graph with edges (i, j): each point's label is the
+    smallest index in its component (min-label propagation with pointer jumping)."""
+    label = np.arange(n)
+    if i.size == 0:
+        return label
+    while True:
+        before = label.copy()
+        np.minimum.at(label, i, label[j])
+        np.minimum.at(label, j, label[i])
+        while True:  # pointer jumping: follow labels to their roots
+            jumped = label[label]
+            if np.array_equal(jumped, label):
+                break
+            label = jumped
+        if np.array_equal(label, before):
+            return label
+
+
+def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
+    """DBSCAN labels exactly as open3d's ``PointCloud.cluster_dbscan`` gives them:
+    neighbours are the points at squared distance below ``eps**2`` (the point itself
+    included); a point with at least ``min_points`` neighbours is a core point; clusters
+    are the core points' connected components, numbered in the order of their first core
+    point; a border point joins the lowest numbered cluster among its core neighbours;
+    the rest is noise (-1). Candidate pairs come from a k-d tree (a hair wider than
+    ``eps``); each is then decided with open3d's own arithmetic."""
+    n = len(points)
+    labels = np.full(n, -1, dtype=np.int32)
+    if n == 0:
+        return labels
+    pairs = cKDTree(points).query_pairs(eps * (1 + 1e-9), output_type="ndarray")
+    d = points[pairs[:, 0]] - points[pairs[:, 1]]
+    pairs = pairs[d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2] < eps * eps]
+    i, j = pairs[:, 0], pairs[:, 1]
+    core = 1 + np.bincount(i, minlength=n) + np.bincount(j, minlength=n) >= min_points
+    if not core.any():
+        return labels
+    both = core[i] & core[j]
+    comp = _components(n, i[both], j[both])  # the smallest member's index per point
+    core_idx = np.flatnonzero(core)
+    roots = comp[core_idx]
+    rank = np.full(n, -1, dtype=np.int32)
+    first = np.unique(roots)  # a component's root is its first core point: in order
+    rank[first] = np.arange(first.size, dtype=np.int32)
+    labels[core_idx] = rank[roots]
+    # Border points: the lowest cluster among core neighbours.
+    src = np.concatenate([i, j])
+    dst = np.concatenate([j, i])
+    edge = core[src] & ~core[dst]
+    if edge.any():
+        border = np.full(n, np.iinfo(np.int32).max, dtype=np.int32)
+        np.minimum.at(border, dst[edge], labels[src[edge]])
+        hit = border != np.iinfo(np.int32).max
+        labels[hit] = border[hit]
+    return labels
+
+
 def object_from_lidar(
     box: np.ndarray,
     cls: str,
@@ -170,10 +254,9 @@ def object_from_lidar(
     """The object inside ``box`` from the frame's projected lidar; None if no cluster."""
     proj = frame.projection
     x1, y1, x2, y2 = box
-    inside = (
-        (proj.uv[:, 0] >= x1) & (proj.uv[:, 0] < x2) & (proj.uv[:, 1] >= y1) & (proj.uv[:, 1] < y2)
-    )
-    inside = np.flatnonzero(inside)
+    cols = proj.columns(x1, x2)  # the points with x1 <= u < x2, in projection order
+    v = proj.uv[cols, 1]
+    inside = cols[(proj.uv[cols, 0] >= x1) & (proj.uv[cols, 0] < x2) & (v >= y1) & (v < y2)]
     if inside.size > max_points:
         # Thin dense boxes deterministically: DBSCAN cost grows faster than linearly, and
         # a few thousand points describe a footprint as well as tens of thousands.
@@ -183,8 +266,7 @@ def object_from_lidar(
     if idx.size < min_points:
         return None
     pts = frame.points_base[idx]
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
-    labels = np.asarray(cloud.cluster_dbscan(eps=eps, min_points=min_points))
+    labels = dbscan(pts, eps, min_points)
     if labels.max(initial=-1) < 0:
         return None
     ok = mask_ok[inside] if mask_ok is not None else np.ones(idx.size, dtype=bool)

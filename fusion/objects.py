@@ -14,6 +14,7 @@ import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
 from .fusion3d import LidarFrame, Object3D, object_from_camera, object_from_lidar
+from .projection import Projection
 from .radar_assoc import RadarObjectEvidence, associate, associate_in_image
 from .tracking import CLASS_GROUPS, Measurement
 
@@ -117,9 +118,11 @@ def associate_radar(
     T_cam_base: np.ndarray | None,
     camera: CameraModel | None,
     gate_m: float,
+    projection: Projection | None = None,
 ) -> dict[int, RadarObjectEvidence]:
     """Radar returns per kept object: bird's-eye gating for lidar objects, image gating
-    for camera-only ones (their 3D position is too uncertain for a metric gate)."""
+    for camera-only ones (their 3D position is too uncertain for a metric gate).
+    ``projection``: the frame's projection of the returns, shared with the filter."""
     if not objects:
         return {}
     lidar_ids = [i for i in kept if i in objects and objects[i].source == "lidar"]
@@ -145,6 +148,7 @@ def associate_radar(
             T_cam_base,
             camera,
             sensor_xy,
+            projection,
         )
         result.update(zip(cam_ids, ev, strict=True))
     return result

@@ -15,7 +15,7 @@ the image border) are rejected first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -28,6 +28,19 @@ class Projection:
     uv: np.ndarray  # (M, 2) float pixel coordinates (x right, y down)
     depth: np.ndarray  # (M,) metres along the optical axis
     index: np.ndarray  # (M,) rows of the input points
+
+    @cached_property
+    def _by_u(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.uv[:, 0], kind="stable")
+        return order, self.uv[order, 0]
+
+    def columns(self, u_min: float, u_max: float) -> np.ndarray:
+        """Rows (ascending, so in projection order) of the points with
+        ``u_min <= u < u_max``: per-box work then touches only the points of its
+        columns (the sort by u is made once per projection, on first use)."""
+        order, u = self._by_u
+        lo, hi = np.searchsorted(u, [u_min, u_max], side="left")
+        return np.sort(order[lo:hi])
 
 
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -76,6 +89,57 @@ def _fov_radius2(width: int, height: int, K_bytes: bytes, D_bytes: bytes, model:
     else:
         und = cv2.undistortPoints(pts, K, D) if D.size else (pts - K[:2, 2]) / np.diag(K)[:2]
     return float(np.max(np.sum(und.reshape(-1, 2) ** 2, axis=1)))
+
+
+@lru_cache(maxsize=16)
+def _normalised_bounds(width: int, height: int, K_bytes: bytes) -> tuple[float, ...]:
+    """Bounding box (x_min, x_max, y_min, y_max) of the image corners in normalised
+    undistorted coordinates (the image itself when there is no skew)."""
+    K = np.frombuffer(K_bytes).reshape(3, 3)
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]], float)
+    xy = corners @ np.linalg.inv(K).T
+    return (
+        float(xy[:, 0].min()),
+        float(xy[:, 0].max()),
+        float(xy[:, 1].min()),
+        float(xy[:, 1].max()),
+    )
+
+
+def frustum_candidates(
+    points: np.ndarray,
+    T_cam_points: np.ndarray,
+    camera: CameraModel,
+    min_depth: float = 0.1,
+    slack: float = 0.01,
+) -> np.ndarray:
+    """Rows (ascending) of the (N, 3) points that may project into the image: a cheap
+    test in the points' own precision (float32 for clouds) with ``slack`` in normalised
+    coordinates, far beyond float32 rounding, so every point ``project_points`` (raw
+    image, no margin) keeps is among them. Crop a cloud with it before anything per point."""
+    dtype = points.dtype if points.dtype in (np.float32, np.float64) else np.float64
+    pts = np.asarray(points, dtype=dtype).reshape(-1, 3)
+    cam = pts @ T_cam_points[:3, :3].T.astype(dtype) + T_cam_points[:3, 3].astype(dtype)
+    x, y, z = cam[:, 0], cam[:, 1], cam[:, 2]
+    ok = z > 0.9 * min_depth
+    if camera.is_distorted:
+        r2 = (
+            _fov_radius2(
+                camera.width,
+                camera.height,
+                camera.K.tobytes(),
+                camera.D.tobytes(),
+                camera.distortion_model,
+            )
+            * 1.21
+        )
+        r = np.sqrt(r2) + slack
+        ok &= x * x + y * y <= (r * r) * (z * z)
+    else:
+        x0, x1, y0, y1 = _normalised_bounds(camera.width, camera.height, camera.K.tobytes())
+        ok &= (x >= (x0 - slack) * z) & (x <= (x1 + slack) * z)
+        ok &= (y >= (y0 - slack) * z) & (y <= (y1 + slack) * z)
+    return np.flatnonzero(ok)
 
 
 def project_points(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .projection import project_points
+from .projection import Projection, project_points
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,11 @@ def associate_in_image(
     T_cam_base: np.ndarray,
     camera,
     sensor_xy: np.ndarray,
+    projection: Projection | None = None,
 ) -> list[RadarObjectEvidence]:
-    """Camera-only objects: returns whose projection falls in the 2D box (nearest box)."""
-    proj = project_points(radar_base, T_cam_base, camera)
+    """Camera-only objects: returns whose projection falls in the 2D box (nearest box).
+    ``projection``: the frame's projection of these returns, when already made."""
+    proj = projection if projection is not None else project_points(radar_base, T_cam_base, camera)
     owner = np.full(len(radar_base), -1)
     for k, (u, v) in enumerate(proj.uv):
         hits = np.flatnonzero(

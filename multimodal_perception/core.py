@@ -164,7 +164,7 @@ class FrameCore:
             radar = associate_radar(
                 det.boxes, kept, objects, frame.radar.xyz, frame.radar.radial_velocity,
                 frame.radar.sensor_xy, frame.T_cam_base, frame.camera,
-                float(p["fusion.radar_gate_m"]),
+                float(p["fusion.radar_gate_m"]), radar_proj,
             )  # fmt: skip
         laps.lap("fusion3d")
         tracks = self._track(frame, det, classes, kept, objects, radar, degraded)

@@ -1,0 +1,264 @@
+"""The fast fusion path gives the outputs of the slow one it replaced.
+
+"Before" is kept here as private ``_reference_*`` functions: the code the fast path
+replaced (ground fit with SVD on the whole cloud in float64, projection of every
+non-ground point, open3d's DBSCAN per box, per-box masks over all projected points).
+The frames of a bag are captured once (with the models' outputs), then run through two
+``FrameCore``s: the fast path and the reference patched in. Decisions, kept boxes,
+duplicates, track ids and the 3D objects' sources and point counts must be identical;
+centres, sizes and yaws agree within ``TOL`` (1e-6 m / rad; measured: under 1e-11).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open3d as o3d
+import pytest
+
+from conftest import CACHE, DATA, MODELS, REPO, in_ci
+from multimodal_perception import core as core_mod
+from multimodal_perception.config import load_parameters
+from multimodal_perception.core import FrameCore
+from multimodal_perception.fusion import fusion3d, objects
+from multimodal_perception.fusion.consistency import lidar_evidence
+from multimodal_perception.fusion.fusion3d import GroundModel, LidarFrame, dbscan
+from multimodal_perception.fusion.projection import Projection, project_points
+from multimodal_perception.replay import replay
+
+TOL = 1e-6
+
+
+# -- the reference: the code the fast path replaced ---------------------------------------
+def _reference_fit_ground(points_base: np.ndarray) -> GroundModel | None:
+    near = points_base[(np.abs(points_base[:, 0]) < 40.0) & (np.abs(points_base[:, 1]) < 20)]
+    if len(near) < 50:
+        return None
+    low = near[near[:, 2] < np.percentile(near[:, 2], 60)].astype(np.float64)
+    rng = np.random.default_rng(0)
+    sample = low[rng.choice(len(low), min(len(low), 4000), replace=False)]
+    idx = rng.integers(0, len(sample), (128, 3))
+    a, b, c = sample[idx[:, 0]], sample[idx[:, 1]], sample[idx[:, 2]]
+    normals = np.cross(b - a, c - a)
+    norm = np.linalg.norm(normals, axis=1)
+    ok = norm > 1e-6
+    normals = normals[ok] / norm[ok, None]
+    normals *= np.sign(normals[:, 2:3] + 1e-12)
+    horizontal = normals[:, 2] > 0.9
+    if not horizontal.any():
+        return None
+    normals = normals[horizontal]
+    d = -np.einsum("ij,ij->i", normals, a[ok][horizontal])
+    counts = (np.abs(sample @ normals.T + d) < 0.15).sum(axis=0)
+    best = int(np.argmax(counts))
+    inliers = low[np.abs(low @ normals[best] + d[best]) < 0.15]
+    if len(inliers) < 30:
+        return None
+    centroid = inliers.mean(axis=0)
+    n = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
+    n = n if n[2] > 0 else -n
+    if n[2] < 0.9:
+        return None
+    return GroundModel(n, float(-n @ centroid))
+
+
+def _reference_prepare_lidar(points_lidar, T_base_lidar, T_cam_base, camera) -> LidarFrame:
+    pts = points_lidar.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
+    ground = _reference_fit_ground(pts)
+    if ground is not None:
+        pts = pts[ground.height(pts) > 0.2]
+    return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground, float(camera.K[1, 1]))
+
+
+def _reference_dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
+    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
+    return np.asarray(cloud.cluster_dbscan(eps=eps, min_points=min_points))
+
+
+def _reference_columns(self: Projection, u_min: float, u_max: float) -> np.ndarray:
+    u = self.uv[:, 0]
+    return np.flatnonzero((u >= u_min) & (u < u_max))
+
+
+def _reference_lidar_box_evidence(boxes: np.ndarray, projection: Projection) -> np.ndarray:
+    uv, depth = projection.uv, projection.depth
+    out = np.zeros(len(boxes))
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        w, h = x2 - x1, y2 - y1
+        rows = (uv[:, 1] >= y1 + h / 5) & (uv[:, 1] < y2 - h / 20)
+        core = rows & (uv[:, 0] >= x1 + w / 4) & (uv[:, 0] < x2 - w / 4)
+        ring = rows & (
+            ((uv[:, 0] >= x1 - w / 2) & (uv[:, 0] < x1))
+            | ((uv[:, 0] >= x2) & (uv[:, 0] < x2 + w / 2))
+        )
+        out[i] = lidar_evidence(depth[core], depth[ring], expected_points=8.0)
+    return out
+
+
+_ORIGINAL_ASSOCIATE_IN_IMAGE = objects.associate_in_image
+
+
+def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core_mod, "prepare_lidar", _reference_prepare_lidar)
+    monkeypatch.setattr(core_mod, "lidar_box_evidence", _reference_lidar_box_evidence)
+    monkeypatch.setattr(fusion3d, "dbscan", _reference_dbscan)
+    monkeypatch.setattr(Projection, "columns", _reference_columns)
+
+    def assoc(*args: Any) -> Any:  # projects the returns again, as before
+        return _ORIGINAL_ASSOCIATE_IN_IMAGE(*args[:7])
+
+    monkeypatch.setattr(objects, "associate_in_image", assoc)
+
+
+# -- capture a bag's frames once, then run both cores --------------------------------------
+@dataclass
+class Captured:
+    params: Any
+    models: Any
+    frames: list  # (SyncedFrame, raw detections, segmentation)
+
+
+class _Recorded:
+    """A model that answers with what the real one said, frame by frame."""
+
+    def __init__(self, real: Any, outputs: list, method: str) -> None:
+        self._real, self._outputs, self._method, self._i = real, outputs, method, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return self._next if name == self._method else getattr(self._real, name)
+
+    def __call__(self, image: np.ndarray) -> Any:
+        return self._next(image)
+
+    def _next(self, image: np.ndarray) -> Any:
+        out = self._outputs[self._i % len(self._outputs)]
+        self._i += 1
+        return out
+
+
+def _capture(bag: Path, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Captured:
+    frames: list = []
+    stacks: list = []
+    original = FrameCore.step
+
+    def step(self: FrameCore, frame: Any) -> Any:
+        det = self.models.detector(frame.image)
+        seg = self.models.segmenter.segment(frame.image) if self.models.segmenter else None
+        frames.append((frame, det, seg))
+        stacks.append(self.models)
+        return original(self, frame)
+
+    with monkeypatch.context() as m:
+        m.setattr(FrameCore, "step", step)
+        replay([bag], Path(tempfile.mkdtemp()), pictures=0, progress=False, overrides=overrides)
+    params = load_parameters(None).with_overrides(overrides)
+    return Captured(params, stacks[0], frames)
+
+
+def _run(cap: Captured) -> list:
+    stack = cap.models
+    recorded = type(stack)(
+        _Recorded(stack.detector, [f[1] for f in cap.frames], "__call__"),
+        _Recorded(stack.segmenter, [f[2] for f in cap.frames], "segment")
+        if stack.segmenter
+        else None,
+        None,
+        stack.embedded_default,
+    )
+    core = FrameCore(cap.params, recorded)
+    return [core.step(frame) for frame, _, _ in cap.frames]
+
+
+def _assert_same(fast: list, ref: list) -> int:
+    compared = 0
+    for a, b in zip(fast, ref, strict=True):
+        assert [(d.keep, d.reason) for d in a.decisions] == [
+            (d.keep, d.reason) for d in b.decisions
+        ]
+        assert a.kept == b.kept and a.duplicates == b.duplicates
+        assert sorted(a.objects) == sorted(b.objects)
+        for i, o in a.objects.items():
+            p = b.objects[i]
+            assert (o.source, o.points) == (p.source, p.points)
+            np.testing.assert_allclose(o.center, p.center, atol=TOL, rtol=0)
+            np.testing.assert_allclose(o.size, p.size, atol=TOL, rtol=0)
+            assert abs(o.yaw - p.yaw) < TOL
+            compared += 1
+        assert {i: t.track_id for i, t in a.tracks.items()} == {
+            i: t.track_id for i, t in b.tracks.items()
+        }
+        assert sorted(a.radar) == sorted(b.radar)
+        for i, ev in a.radar.items():
+            assert np.array_equal(ev.returns, b.radar[i].returns)
+        if b.lidar_uv is None:
+            assert a.lidar_uv is None
+        else:
+            np.testing.assert_allclose(a.lidar_uv, b.lidar_uv, atol=1e-9, rtol=0)
+            np.testing.assert_allclose(a.lidar_depth, b.lidar_depth, atol=1e-9, rtol=0)
+    return compared
+
+
+def _check(bag: Path, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> int:
+    cap = _capture(bag, overrides, monkeypatch)
+    assert cap.frames
+    fast = _run(cap)
+    with monkeypatch.context() as m:
+        _use_reference(m)
+        ref = _run(cap)
+    return _assert_same(fast, ref)
+
+
+def test_fast_path_matches_reference_on_the_shipped_bag(monkeypatch):
+    compared = _check(REPO / "bags" / "urban_crossing_5s", {}, monkeypatch)
+    assert compared > 0, "the bag must yield lidar objects to compare"
+
+
+@pytest.mark.real_data
+def test_fast_path_matches_reference_on_kitti_raw(monkeypatch):
+    source = DATA / "kitti_raw_2011_09_26"
+    if not (source.is_dir() and (MODELS / "yolox_nano_416").is_dir()):
+        if in_ci():
+            pytest.fail(f"under CI the KITTI raw data and models must be present ({source})")
+        pytest.skip(f"KITTI raw data or real models absent ({source}; ../shared not beside)")
+    from multimodal_perception.bagbuild import build_real_bag
+
+    bag = CACHE / "test_fast_path" / "kitti_raw"
+    if not bag.exists():
+        build_real_bag("kitti_raw", DATA, bag)
+    overrides = {"models.directory": str(MODELS), "detector.tiling": False}
+    assert _check(bag, overrides, monkeypatch) > 0
+
+
+def test_dbscan_matches_open3d_on_random_clouds():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 400))
+        k = int(rng.integers(1, 6))
+        centres = rng.uniform(-5, 5, (k, 3))
+        pts = centres[rng.integers(0, k, n)] + rng.normal(0, rng.uniform(0.05, 1.0), (n, 3))
+        if n == 0:
+            pts = np.zeros((0, 3))
+        eps, min_points = float(rng.uniform(0.2, 1.0)), int(rng.integers(1, 6))
+        expected = _reference_dbscan(pts, eps, min_points) if n else np.zeros(0, int)
+        np.testing.assert_array_equal(dbscan(pts, eps, min_points), expected)
+
+
+def test_fit_ground_matches_reference_on_float32_and_float64():
+    rng = np.random.default_rng(3)
+    n = 60_000
+    pts = np.column_stack(
+        [rng.uniform(-60, 60, n), rng.uniform(-30, 30, n), rng.normal(-1.7, 0.03, n)]
+    )
+    pts[: n // 3, 2] += rng.uniform(0, 3, n // 3)  # objects above the ground
+    pts = pts.astype(np.float32)
+    ref = _reference_fit_ground(pts.astype(np.float64))
+    assert ref is not None
+    for cloud in (pts, pts.astype(np.float64)):
+        got = fusion3d.fit_ground(cloud)
+        assert got is not None
+        np.testing.assert_allclose(got.normal, ref.normal, atol=1e-9, rtol=0)
+        assert abs(got.d - ref.d) < 1e-9
