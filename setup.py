@@ -68,7 +68,9 @@ setup(
     extras_require={
         "torch": ["torch>=2.1", "onnx>=1.14"],
         "vlm": ["transformers>=4.45", "tokenizers>=0.19"],
-        "test": ["pytest>=7", "ruff", "hypothesis>=6.100"],
+        "test": ["pytest>=7", "ruff", "hypothesis>=6.100", "websockets>=12"],
+        "ray": ["ray>=2.9"],
+        "foxglove": ["foxglove-sdk>=0.30"],
     },
     zip_safe=False,
     entry_points={

@@ -160,6 +160,37 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchConfig, run_batch
+
+    overrides = _parse_sets(args.set)
+    if args.model_dir:
+        overrides["models.directory"] = args.model_dir
+    if args.tiled:
+        overrides["detector.tiling"] = True
+    out = Path(args.out)
+    batch = run_batch(
+        args.bags,
+        out,
+        BatchConfig(args.params, overrides),
+        ray_address=args.ray,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    t = batch["totals"]
+    for r in batch["bags"]:
+        if r["status"] == "failed":
+            print(f"  {r['name']:24} failed: {r['reason']}")
+        else:
+            print(f"  {r['name']:24} {r['status']:7} {r['frames']:5d} frames")
+    print(
+        f"{t['bags']} bags on {batch['executor']} ({batch['workers']} workers): ok {t['ok']}, "
+        f"skipped {t['skipped']}, failed {t['failed']}; {t['frames_per_s']} frames/s; "
+        f"report {out / 'batch.md'}, {out / 'batch.html'}"
+    )
+    return 1 if t["failed"] else 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -275,6 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="input topics from the parameters (default) or picked by type (auto)",
     )
     rp.set_defaults(func=_cmd_replay)
+    bt = sub.add_parser("batch", help="replay many bags in parallel (process pool or Ray)")
+    bt.add_argument("bags", nargs="+", help="bags or globs (quote globs)")
+    bt.add_argument("--out", required=True, help="output directory: one folder per bag")
+    bt.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="run on Ray: a local instance (default), 'auto' or ray://host:port",
+    )
+    bt.add_argument("--workers", type=int, help="parallel workers (default: the CPU count)")
+    bt.add_argument("--params", help="ROS 2 parameter YAML (default: built-in defaults)")
+    bt.add_argument("--model-dir", help="real model directory (default: $MMP_MODEL_DIR)")
+    bt.add_argument("--tiled", action="store_true", help="tiled detection")
+    bt.add_argument("--set", action="append", help="override a parameter: name=value")
+    bt.add_argument("--quiet", action="store_true", help="no progress bar")
+    bt.set_defaults(func=_cmd_batch)
     ev = sub.add_parser("eval", help="score a replay's output.mcap against its ground truth")
     ev.add_argument("outputs", nargs="+", help="replay output directories or output.mcap files")
     ev.add_argument(

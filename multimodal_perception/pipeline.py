@@ -35,7 +35,7 @@ from .fusion.transforms import TransformBuffer, TransformSource
 from .ingest import Ingest
 from .perception.multimodal_worker import MultimodalResult
 from .perception.scene_qa import SceneQA, make_worker
-from .perception.stack import load_models
+from .perception.stack import ModelStack, load_models
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 from .ros_pkg.factory import MessageFactory
@@ -54,6 +54,7 @@ class Pipeline:
         factory: MessageFactory,
         transforms: TransformSource | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        models: ModelStack | None = None,
     ) -> None:
         self.params = params
         self.factory = factory
@@ -65,7 +66,7 @@ class Pipeline:
         self.tf: TransformSource = transforms if transforms is not None else TransformBuffer()
         self._tf_owned = transforms is None
         self.camera_model: CameraModel | None = None
-        self.models = load_models(params)
+        self.models = models if models is not None else load_models(params)  # batch: preloaded
         self.core = FrameCore(params, self.models, clock)
         self.qa = SceneQA(make_worker(params))
         self.timings: dict[str, list[float]] = defaultdict(list)

@@ -23,6 +23,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ import cv2
 import numpy as np
 
 from .config import load_parameters
+from .html_report import write_html
+from .perception.stack import ModelStack
 from .pipeline import Output, Pipeline
 from .progress import Progress
 from .ros_pkg.bag_io import (
@@ -69,9 +72,13 @@ def replay(
     questions: list[str] | None = None,
     ask_every: int = 0,
     topics_auto: bool = False,
+    models: ModelStack | None = None,
+    on_frame: Callable[[Pipeline, list[Output]], None] | None = None,
 ) -> ReplayResult:
     """``questions`` are asked about the last frame (and every ``ask_every`` frames);
-    answers land on ``answer`` and in the report."""
+    answers land on ``answer`` and in the report. ``models``: a stack loaded once by the
+    caller (``mmp batch`` workers); ``on_frame(pipeline, outputs)`` sees each frame's
+    outputs (``mmp replay --foxglove``)."""
     params = load_parameters(params_path)
     if overrides:
         params = params.with_overrides(overrides)
@@ -84,7 +91,7 @@ def replay(
         print(line, file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     factory = RosbagsFactory(get_project_typestore())
-    pipeline = Pipeline(params, factory)
+    pipeline = Pipeline(params, factory, models=models)
     synthetic = all("synthetic" in bag_metadata(b).get("mmp.source", "") for b in bags)
     if pipeline.embedded_default and not synthetic:
         print(
@@ -145,6 +152,8 @@ def replay(
                                 out_dir, pipeline.frames - 1, pipeline.overlay(pipeline.last_result)
                             )
                         )
+            if on_frame is not None and any(o.topic == "scene" for o in outputs):
+                on_frame(pipeline, outputs)
 
         for n, rec in enumerate(iter_bag(bags, damage=damage), 1):
             if rec.error is not None:
@@ -193,6 +202,7 @@ def replay(
     report["inputs_not_copied_to_output"] = dict(sorted(not_copied.items()))
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     _markdown(out_dir, report, pipeline, objects_over_time)
+    write_html(out_dir, report)
     return ReplayResult(out_dir, report)
 
 
