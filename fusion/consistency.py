@@ -185,27 +185,39 @@ class ConsistencyFilter:
             ]
         areas: list[int] = []
         semantic = self.semantic_scores(boxes, class_ids, labels, image_size, areas)
-        out = []
-        for i in range(n):
-            s, li, ra = semantic[i], float(lidar[i]), float(radar[i])
-            if np.isnan(s):
-                out.append(Decision(True, "not_judged", float("nan"), li, ra, float("nan")))
-                continue
-            threshold = self.config.threshold(self.detector_classes[int(class_ids[i])])
-            geometric = max(li, ra)
-            evidence = s + (1.0 - s) * geometric
-            weak_segmentation = (
-                areas[i] < self.config.rescue_max_mask_pixels
-                or s >= self.config.rescue_near_miss * threshold
+        return [
+            judge(
+                float(semantic[i]),
+                float(lidar[i]),
+                float(radar[i]),
+                areas[i],
+                self.config.threshold(self.detector_classes[int(class_ids[i])]),
+                self.config,
             )
-            if s >= threshold:
-                reason = "consistent"
-            elif evidence >= threshold and weak_segmentation:
-                reason = "rescued_by_lidar" if li >= ra else "rescued_by_radar"
-            else:
-                reason = "inconsistent"
-            out.append(Decision(reason != "inconsistent", reason, float(s), li, ra, evidence))
-        return out
+            for i in range(n)
+        ]
+
+
+def judge(
+    semantic: float, lidar: float, radar: float, mask_pixels: int, threshold: float,
+    config: FilterConfig,
+) -> Decision:  # fmt: skip
+    """One box's decision from its evidence (the rule ``decide`` applies to every box, and
+    ``mmp calibrate-filter`` to candidate thresholds)."""
+    s, li, ra = semantic, lidar, radar
+    if np.isnan(s):
+        return Decision(True, "not_judged", float("nan"), li, ra, float("nan"))
+    evidence = s + (1.0 - s) * max(li, ra)
+    weak_segmentation = (
+        mask_pixels < config.rescue_max_mask_pixels or s >= config.rescue_near_miss * threshold
+    )
+    if s >= threshold:
+        reason = "consistent"
+    elif evidence >= threshold and weak_segmentation:
+        reason = "rescued_by_lidar" if li >= ra else "rescued_by_radar"
+    else:
+        reason = "inconsistent"
+    return Decision(reason != "inconsistent", reason, float(s), li, ra, evidence)
 
 
 def _compatible(patch: np.ndarray, runs: list[tuple[np.uint8, np.uint8]]) -> np.ndarray:

@@ -262,6 +262,13 @@ def _cmd_play(args: argparse.Namespace) -> int:
     return play_main([Path(b) for b in args.bags], args.rate, args.topics)
 
 
+def _cmd_calibrate_filter(args: argparse.Namespace) -> int:
+    from .calibrate import command
+
+    return command(args.bags, args.out, args.report_on, args.max_recall_loss,
+                   args.params, _parse_sets(args.set), args.model_dir)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmp", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="tracebacks for errors")
@@ -346,6 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--accept-digest", help="accept a download with exactly this sha256")
     models.add_argument("--providers", nargs="+", default=["tensorrt", "cuda", "cpu"])
     models.set_defaults(func=_cmd_models)
+    cal = sub.add_parser(
+        "calibrate-filter", help="fit per-class filter thresholds on labelled bags"
+    )
+    cal.add_argument("bags", nargs="+", help="labelled bags (with /ground_truth/boxes_2d)")
+    cal.add_argument("--out", required=True, help="parameter YAML to write (thresholds)")
+    cal.add_argument("--report-on", nargs="+", help="labelled bags NOT used for the fit")
+    cal.add_argument(
+        "--max-recall-loss", type=float, default=0.02, help="per class, 0.02 = 2 points"
+    )
+    cal.add_argument("--params", help="ROS 2 parameter YAML (default: built-in defaults)")
+    cal.add_argument("--model-dir", help="real model directory (default: $MMP_MODEL_DIR)")
+    cal.add_argument("--set", action="append", help="override a parameter: name=value")
+    cal.set_defaults(func=_cmd_calibrate_filter)
     play = sub.add_parser("play", help="publish a bag over ROS 2 with /clock (needs rclpy)")
     play.add_argument("bags", nargs="+")
     play.add_argument("--rate", type=float, default=1.0, help="playback rate")
