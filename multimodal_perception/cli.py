@@ -136,14 +136,30 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         overrides["models.directory"] = args.model_dir
     if args.tiled:
         overrides["detector.tiling"] = True
-    result = replay(
-        [Path(b) for b in args.bags],
-        Path(args.out),
-        args.params,
-        overrides,
-        progress=not args.quiet,
-        topics_auto=args.topics == "auto",
-    )
+    view = None
+    if args.foxglove is not None:
+        from .live_view import FoxgloveView
+
+        view = FoxgloveView(args.foxglove)
+        print(
+            f"Foxglove live view: {view.url} (layout: config/foxglove_layout.json); waiting up "
+            "to 30 s for a client",
+            file=sys.stderr,
+        )
+        view.wait_for_subscribers(1, 30.0)
+    try:
+        result = replay(
+            [Path(b) for b in args.bags],
+            Path(args.out),
+            args.params,
+            overrides,
+            progress=not args.quiet,
+            topics_auto=args.topics == "auto",
+            on_frame=view.publish if view is not None else None,
+        )
+    finally:
+        if view is not None:
+            view.close()
     r = result.report
     print(
         f"{r['frames']} frames, {r['scene_messages']} scene messages, "
@@ -311,6 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["config", "auto"],
         default="config",
         help="input topics from the parameters (default) or picked by type (auto)",
+    )
+    rp.add_argument(
+        "--foxglove",
+        nargs="?",
+        type=int,
+        const=8765,
+        metavar="PORT",
+        help="serve a live Foxglove WebSocket view on 127.0.0.1 (default port 8765)",
     )
     rp.set_defaults(func=_cmd_replay)
     bt = sub.add_parser("batch", help="replay many bags in parallel (process pool or Ray)")
