@@ -1,24 +1,49 @@
-"""Pipeline cost per frame without model inference (ms, and as a fraction of the model
-time), and replay frames per second with YOLOX-nano + Cityscapes DeepLab, single-pass and
-tiled (target at least 10 single-pass), on the KITTI raw bag when ../shared is present,
-else on the shipped synthetic bag with the project-trained models."""
+"""Before/after, each against a baseline from this run, on the KITTI raw bag when ../shared
+is present (real models: YOLOX-nano + Cityscapes DeepLab), else on the shipped synthetic
+bag with the project-trained models:
+
+- the pipeline without model inference, ms per frame on one core: the frames and the
+  models' outputs are captured once, then ``FrameCore.step`` runs with the recorded
+  outputs, the reference fusion (``test/test_fast_path.py``'s ``_reference_*``: the code
+  the fast path replaced) against the fast path, interleaved;
+- replay frames per second with the real models, single-pass and tiled: baseline =
+  reference fusion with the detector and segmenter one after the other (2 intra-op
+  threads each, as before ``performance.threads``); after = fast fusion with the models
+  in parallel (``performance.threads`` = every core, half each).
+
+Rows go to bench/results.json (``common.record``)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
+from multimodal_perception.core import FrameCore
 from multimodal_perception.replay import replay
+
+try:
+    from .common import record, write_results
+except ImportError:
+    from common import record, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMP_SHARED_DIR", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO / "test"))
+import test_fast_path as fast_path  # noqa: E402  (the reference implementations)
+
+GOAL_MS = 3.0
+GOAL_FPS = 10.0
 
 
-def _bag() -> tuple[Path, dict]:
+def _bag() -> tuple[Path, dict[str, Any]]:
     models = SHARED / "models"
     if (SHARED / "data" / "kitti_raw_2011_09_26").is_dir() and (models / "yolox_nano_416").is_dir():
         from multimodal_perception.bagbuild import build_real_bag
@@ -30,44 +55,100 @@ def _bag() -> tuple[Path, dict]:
     return REPO / "bags" / "urban_crossing_5s", {}
 
 
-def main() -> None:
-    bag, overrides = _bag()
-    print(f"replay of {bag.name} ({'real models' if overrides else 'project-trained models'})")
+def _core_ms(cap: fast_path.Captured) -> tuple[float, dict[str, float]]:
+    """Median ms per frame of ``FrameCore.step`` with recorded model outputs, and the
+    median per stage."""
+    stack = cap.models
+    recorded = type(stack)(
+        fast_path._Recorded(stack.detector, [f[1] for f in cap.frames], "__call__"),
+        fast_path._Recorded(stack.segmenter, [f[2] for f in cap.frames], "segment")
+        if stack.segmenter
+        else None,
+        None,
+        stack.embedded_default,
+    )
+    core = FrameCore(cap.params, recorded)
+    times, stages = [], {}
+    for frame, _, _ in cap.frames:
+        start = time.perf_counter()
+        result = core.step(frame)
+        times.append(time.perf_counter() - start)
+        for k, v in result.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+    return float(np.median(times)) * 1e3, {k: float(np.median(v)) for k, v in stages.items()}
+
+
+def without_models(bag: Path, overrides: dict[str, Any], repeat: int = 3) -> None:
+    mp = pytest.MonkeyPatch()
+    cap = fast_path._capture(bag, {**overrides, "segmenter.mode": "letterbox"}, mp)
+    fast, ref = [], []
+    for _ in range(repeat):  # interleaved: the machine's load hits both alike
+        with mp.context() as m:
+            fast_path._use_reference(m)
+            ref.append(_core_ms(cap))
+        fast.append(_core_ms(cap))
+    ref_ms = float(np.median([r[0] for r in ref]))
+    fast_ms = float(np.median([f[0] for f in fast]))
+    n_points = int(np.median([len(f.lidar.xyz) for f, _, _ in cap.frames if f.lidar]))
+    print(f"pipeline without models, {len(cap.frames)} frames, ~{n_points} lidar points, one core")
+    for name, (ms, stages) in (("reference", ref[-1]), ("fast path", fast[-1])):
+        parts = ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(stages.items()) if k not in ("detector", "segmenter")
+        )
+        print(f"  {name:10} {ms:7.2f} ms/frame  ({parts})")
+    met = fast_ms <= GOAL_MS
+    print(
+        f"  fast path / reference = {fast_ms / ref_ms:.2f}x   (goal <= {GOAL_MS:g} ms: "
+        f"{'met' if met else 'not met'})"
+    )
+    record("pipeline_without_models_ms_per_frame", fast_ms, "ms", ref_ms, f"<= {GOAL_MS:g}", met)
+
+
+def _replay_fps(bag: Path, overrides: dict[str, Any], reference: bool) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="mmp-bench-"))
+    mp = pytest.MonkeyPatch()
     try:
-        for tiled in (False, True):
-            result = replay(
-                [bag],
-                out / str(tiled),
-                pictures=0,
-                progress=False,
-                # Single-pass: one detector call and one letterboxed segmenter call a frame.
-                overrides={
-                    **overrides,
-                    "detector.tiling": tiled,
-                    "segmenter.mode": "tiles" if tiled else "letterbox",
-                },
-            )
-            timing = result.report["timing"]
-            stages = timing["stage_ms"]
-            model_ms = sum(stages[k]["p50"] for k in ("detector", "segmenter") if k in stages)
-            other = {k: v["p50"] for k, v in stages.items() if k not in ("detector", "segmenter")}
-            other_ms = float(np.sum(list(other.values())))
-            label = "tiled" if tiled else "single-pass"
-            print(
-                f"  {label:12} {timing['frames_per_s']:6.2f} frames/s"
-                f"{'  (target >= 10)' if not tiled else ''}; models {model_ms:.1f} ms/frame "
-                f"(detector {stages['detector']['p50']:.1f}, segmenter "
-                f"{stages.get('segmenter', {}).get('p50', 0):.1f})"
-            )
-            print(
-                f"  {label:12} pipeline without models {other_ms:.2f} ms/frame = "
-                f"{other_ms / model_ms:.2f} x model time; "
-                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(other.items()))
-            )
+        with mp.context() as m:
+            if reference:
+                fast_path._use_reference(m)
+            result = replay([bag], out, pictures=0, progress=False, overrides=overrides)
+        return result.report["timing"]
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
+def with_models(bag: Path, overrides: dict[str, Any]) -> None:
+    print(f"replay of {bag.name} ({'real models' if overrides else 'project-trained models'})")
+    for tiled in (False, True):
+        label = "tiled" if tiled else "single-pass"
+        mode = {"detector.tiling": tiled, "segmenter.mode": "tiles" if tiled else "letterbox"}
+        before = {**overrides, **mode, "performance.threads": 1, "models.threads": 2}
+        after = {**overrides, **mode, "performance.threads": 0}
+        fps = {}
+        for name, ov, ref in (("baseline", before, True), ("after", after, False)):
+            timing = _replay_fps(bag, ov, ref)
+            stages = timing["stage_ms"]
+            fps[name] = timing["frames_per_s"]
+            model_ms = sum(stages[k]["p50"] for k in ("detector", "segmenter") if k in stages)
+            other = sum(v["p50"] for k, v in stages.items() if k not in ("detector", "segmenter"))
+            print(
+                f"  {label:12} {name:9} {fps[name]:6.2f} frames/s; models {model_ms:.1f} ms/frame "
+                f"(detector {stages['detector']['p50']:.1f}, segmenter "
+                f"{stages.get('segmenter', {}).get('p50', 0):.1f}), the rest {other:.1f} ms"
+            )
+        goal = f">= {GOAL_FPS:g}" if not tiled else ""
+        met = fps["after"] >= GOAL_FPS if not tiled else None
+        print(f"  {label:12} after / baseline = {fps['after'] / fps['baseline']:.2f}x  {goal}")
+        record(f"replay_fps_{label.replace('-', '_')}", fps["after"], "frames/s",
+               fps["baseline"], goal, met)  # fmt: skip
+
+
+def main() -> None:
+    bag, overrides = _bag()
+    without_models(bag, overrides)
+    with_models(bag, overrides)
+
+
 if __name__ == "__main__":
     main()
+    print(f"results: {write_results()}")

@@ -3,8 +3,13 @@ measured in the same run (absolute times vary between machines; ratios travel)."
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def median_seconds(fn: Callable[[], object], repeat: int = 30, warmup: int = 3) -> float:
@@ -27,3 +32,47 @@ def report(name: str, seconds: float, baseline: float | None = None, target: str
         line += f"   (target {target})"
     print(line)
     return line
+
+
+RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
+_RESULTS: list[dict[str, Any]] = []
+
+
+def record(
+    metric: str,
+    value: float,
+    unit: str,
+    baseline: float | None = None,
+    goal: str = "",
+    met: bool | None = None,
+) -> dict[str, Any]:
+    """Keep one measured value for ``bench/results.json``: its same-run baseline, the
+    ratio to it, the goal in words and whether it is met (None: no goal)."""
+    row = {
+        "metric": metric,
+        "value": round(float(value), 4),
+        "unit": unit,
+        "baseline": None if baseline is None else round(float(baseline), 4),
+        "ratio": None if not baseline else round(float(value) / float(baseline), 4),
+        "goal": goal,
+        "met": met,
+    }
+    _RESULTS.append(row)
+    return row
+
+
+def write_results(path: Path = RESULTS_JSON) -> Path:
+    """Merge this run's rows into ``path`` (by metric name; other benches' rows stay)."""
+    rows: dict[str, dict[str, Any]] = {}
+    if path.exists():
+        try:
+            rows = {r["metric"]: r for r in json.loads(path.read_text())["results"]}
+        except (ValueError, KeyError, TypeError):
+            rows = {}
+    rows.update({r["metric"]: r for r in _RESULTS})
+    payload = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "results": list(rows.values()),
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

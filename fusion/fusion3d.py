@@ -108,7 +108,10 @@ def fit_ground(
         return None
     normals = normals[horizontal]
     d = -np.einsum("ij,ij->i", normals, a[ok][horizontal])
-    counts = (np.abs(sample @ normals.T + d) < threshold).sum(axis=0)
+    dist = sample @ normals.T
+    dist += d
+    np.abs(dist, out=dist)
+    counts = np.count_nonzero(dist < threshold, axis=0)
     best = int(np.argmax(counts))
     inliers = low[np.abs(low @ normals[best] + d[best]) < threshold]
     if len(inliers) < 30:
@@ -216,8 +219,11 @@ def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     if n == 0:
         return labels
     pairs = cKDTree(points).query_pairs(eps * (1 + 1e-9), output_type="ndarray")
-    d = points[pairs[:, 0]] - points[pairs[:, 1]]
-    pairs = pairs[d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] + d[:, 2] * d[:, 2] < eps * eps]
+    x, y, z = (np.ascontiguousarray(points[:, k]) for k in range(3))
+    dx = x[pairs[:, 0]] - x[pairs[:, 1]]
+    dy = y[pairs[:, 0]] - y[pairs[:, 1]]
+    dz = z[pairs[:, 0]] - z[pairs[:, 1]]
+    pairs = pairs[dx * dx + dy * dy + dz * dz < eps * eps]
     i, j = pairs[:, 0], pairs[:, 1]
     core = 1 + np.bincount(i, minlength=n) + np.bincount(j, minlength=n) >= min_points
     if not core.any():
@@ -240,6 +246,16 @@ def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
         hit = border != np.iinfo(np.int32).max
         labels[hit] = border[hit]
     return labels
+
+
+def _group_medians(groups: np.ndarray, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``np.median`` of ``values`` per group 0..len(sizes)-1 (each non-empty), at once:
+    the middle element, or the mean of the two middle ones, as numpy computes it."""
+    v = values[np.lexsort((values, groups))]
+    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    hi = v[start + sizes // 2]
+    lo = v[start + (sizes - 1) // 2]
+    return np.where(sizes % 2 == 1, hi, (lo + hi) / 2)
 
 
 def object_from_lidar(
@@ -286,14 +302,22 @@ def object_from_lidar(
     # at a depth where that height is implausible for the class is background or a
     # neighbour seen through the box.
     prior_h = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)[2]
+    k = int(labels.max()) + 1
+    lab = labels[labels >= 0]
+    members = np.bincount(lab, minlength=k)
+    n_ok = np.bincount(lab, weights=ok[labels >= 0], minlength=k)
+    n_core = np.bincount(lab, weights=core[labels >= 0], minlength=k)
+    clustered = pts[labels >= 0]
+    ranges = _group_medians(lab, np.hypot(clustered[:, 0], clustered[:, 1]), members)
+    depth_med = _group_medians(lab, depths[labels >= 0], members)
     candidates = []
-    for label in range(labels.max() + 1):
-        members = labels == label
-        consistent = (members & ok).sum() >= 0.5 * members.sum()
-        rng = float(np.median(np.hypot(pts[members, 0], pts[members, 1])))
-        implied_h = h * float(np.median(depths[members])) / frame.fy if frame.fy else prior_h
+    for label in range(k):
+        consistent = n_ok[label] >= 0.5 * members[label]
+        implied_h = h * float(depth_med[label]) / frame.fy if frame.fy else prior_h
         plausible = 0.4 * prior_h <= implied_h <= 2.5 * prior_h
-        candidates.append((not consistent, not plausible, -int((members & core).sum()), rng, label))
+        candidates.append(
+            (not consistent, not plausible, -int(n_core[label]), float(ranges[label]), label)
+        )
     best = min(candidates)[4]
     cluster = pts[labels == best]
     prior = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)

@@ -119,9 +119,11 @@ def frustum_candidates(
     image, no margin) keeps is among them. Crop a cloud with it before anything per point."""
     dtype = points.dtype if points.dtype in (np.float32, np.float64) else np.float64
     pts = np.asarray(points, dtype=dtype).reshape(-1, 3)
-    cam = pts @ T_cam_points[:3, :3].T.astype(dtype) + T_cam_points[:3, 3].astype(dtype)
-    x, y, z = cam[:, 0], cam[:, 1], cam[:, 2]
-    ok = z > 0.9 * min_depth
+    R, t = T_cam_points[:3, :3].astype(dtype), T_cam_points[:3, 3].astype(dtype)
+    # Depth first: most of a spinning lidar's cloud is behind or beside the camera.
+    rows = np.flatnonzero(pts @ R[2] + t[2] > 0.9 * min_depth)
+    sub = pts[rows]
+    x, y, z = sub @ R[0] + t[0], sub @ R[1] + t[1], sub @ R[2] + t[2]
     if camera.is_distorted:
         r2 = (
             _fov_radius2(
@@ -134,12 +136,12 @@ def frustum_candidates(
             * 1.21
         )
         r = np.sqrt(r2) + slack
-        ok &= x * x + y * y <= (r * r) * (z * z)
+        ok = x * x + y * y <= (r * r) * (z * z)
     else:
         x0, x1, y0, y1 = _normalised_bounds(camera.width, camera.height, camera.K.tobytes())
-        ok &= (x >= (x0 - slack) * z) & (x <= (x1 + slack) * z)
+        ok = (x >= (x0 - slack) * z) & (x <= (x1 + slack) * z)
         ok &= (y >= (y0 - slack) * z) & (y <= (y1 + slack) * z)
-    return np.flatnonzero(ok)
+    return rows[ok]
 
 
 def project_points(

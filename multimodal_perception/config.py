@@ -145,6 +145,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("models.providers", "tensorrt,cuda,cpu", "onnxruntime providers, in order"),
     ParamSpec("models.threads", 0, "Inference threads per model (0 = onnxruntime default)", 0, 64),
     ParamSpec(
+        "performance.threads",
+        0,
+        "CPU threads for the models together (0 = every core); with 2 or more the detector "
+        "and segmenter run in parallel, each with half (models.threads > 0 overrides)",
+        0,
+        256,
+    ),
+    ParamSpec(
         "detector.score_threshold",
         -1.0,
         "Detection score threshold (-1 = the manifest's)",

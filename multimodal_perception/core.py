@@ -134,9 +134,15 @@ class FrameCore:
         p = self.params
         laps = _Laps(self.clock)
         degraded = list(frame.degraded)
+        # In parallel the segmenter runs on the stack's worker while this thread detects;
+        # its lap is then the time waited for it after the detector.
+        pending = self.models.start_segmenter(frame.image)
         det, unwanted = select_classes(self.models.detector(frame.image), self.wanted)
         laps.lap("detector")
-        seg = self.models.segmenter.segment(frame.image) if self.models.segmenter else None
+        if pending is not None:
+            seg = pending.result()
+        else:
+            seg = self.models.segmenter.segment(frame.image) if self.models.segmenter else None
         laps.lap("segmenter")
         drivable = self.models.drivable(frame.image)
         if drivable is not None:

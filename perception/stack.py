@@ -9,7 +9,9 @@ and ``embedded_default`` says so wherever results are reported.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,18 @@ class ModelStack:
     segmenter: Segmenter | None
     lanes: Segmenter | None
     embedded_default: bool
+    parallel: bool = False  # detector and segmenter in parallel (onnxruntime frees the GIL)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+
+    def start_segmenter(self, bgr: np.ndarray) -> Future | None:
+        """Start segmenting ``bgr`` on the stack's worker thread when running in
+        parallel (the caller detects meanwhile and then takes ``.result()``); None when
+        sequential or without a segmenter."""
+        if not self.parallel or self.segmenter is None:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-segmenter")
+        return self._pool.submit(self.segmenter.segment, bgr)
 
     @property
     def label_space(self) -> str:
@@ -65,12 +79,27 @@ def _checked(name: str, task: str, key: str, directory: Any, options: RuntimeOpt
     return manifest, backend
 
 
+def thread_plan(threads: int, per_model: int, has_segmenter: bool) -> tuple[bool, int]:
+    """(parallel, intra-op threads per session) for a budget of ``threads`` CPU threads
+    (0 = every core): with two or more the detector and segmenter run in parallel, each
+    session with half the budget, so the two never ask for more threads than there are;
+    ``per_model`` (models.threads) > 0 overrides the per-session count."""
+    budget = threads if threads > 0 else (os.cpu_count() or 1)
+    parallel = has_segmenter and budget >= 2
+    intra = per_model if per_model > 0 else (max(1, budget // 2) if parallel else budget)
+    return parallel, intra
+
+
 def load_models(p: Any) -> ModelStack:
-    """``p``: the pipeline's Parameters (``models.*``, ``detector.*``, ``segmenter.mode``)."""
+    """``p``: the pipeline's Parameters (``models.*``, ``detector.*``, ``segmenter.mode``,
+    ``performance.threads``)."""
     directory = model_directory(p["models.directory"] or None)
+    parallel, intra = thread_plan(
+        int(p["performance.threads"]), int(p["models.threads"]), p["models.segmenter"] != "none"
+    )
     options = RuntimeOptions(
         providers=tuple(s.strip() for s in p["models.providers"].split(",")),
-        intra_op_threads=int(p["models.threads"]),
+        intra_op_threads=intra,
     )
     det_name = p["models.detector"] or default_model("detection", directory)
     manifest, backend = load_model(det_name, directory, options)
@@ -101,4 +130,6 @@ def load_models(p: Any) -> ModelStack:
             det_name,
             seg_name,
         )
-    return ModelStack(detector, segmenter, lanes, manifest.trained_by_project)
+    return ModelStack(
+        detector, segmenter, lanes, manifest.trained_by_project, parallel and segmenter is not None
+    )

@@ -262,3 +262,25 @@ def test_fit_ground_matches_reference_on_float32_and_float64():
         assert got is not None
         np.testing.assert_allclose(got.normal, ref.normal, atol=1e-9, rtol=0)
         assert abs(got.d - ref.d) < 1e-9
+
+
+def test_parallel_models_give_the_sequential_outputs(monkeypatch):
+    from multimodal_perception.perception.stack import load_models, thread_plan
+
+    assert thread_plan(4, 0, True) == (True, 2)
+    assert thread_plan(1, 0, True) == (False, 1)
+    assert thread_plan(8, 0, False) == (False, 8)
+    assert thread_plan(4, 3, True) == (True, 3)
+    cap = _capture(REPO / "bags" / "urban_crossing_5s", {}, monkeypatch)
+    results = []
+    for threads in (1, 2):
+        params = cap.params.with_overrides({"performance.threads": threads})
+        stack = load_models(params)
+        assert stack.parallel == (threads == 2)
+        core = FrameCore(params, stack)
+        results.append([core.step(frame) for frame, _, _ in cap.frames[:20]])
+    sequential, parallel = results
+    for a, b in zip(parallel, sequential, strict=True):
+        np.testing.assert_array_equal(a.detections.boxes, b.detections.boxes)
+        np.testing.assert_array_equal(a.segmentation.labels, b.segmentation.labels)
+    _assert_same(parallel, sequential)
