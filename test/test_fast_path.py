@@ -284,3 +284,39 @@ def test_parallel_models_give_the_sequential_outputs(monkeypatch):
         np.testing.assert_array_equal(a.detections.boxes, b.detections.boxes)
         np.testing.assert_array_equal(a.segmentation.labels, b.segmentation.labels)
     _assert_same(parallel, sequential)
+
+
+@pytest.mark.parametrize(
+    "model, D, skew",
+    [
+        ("plumb_bob", [0.0] * 5, 0.0),
+        ("plumb_bob", [-0.3, 0.1, 0.001, -0.002, 0.0], 0.0),
+        ("rational_polynomial", [-0.2, 0.05, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0], 0.0),
+        ("equidistant", [0.05, -0.01, 0.002, 0.0], 0.0),
+        ("plumb_bob", [0.0] * 5, 25.0),
+    ],
+)
+def test_frustum_crop_keeps_every_projected_point(model, D, skew):
+    from multimodal_perception.fusion.projection import frustum_candidates
+    from multimodal_perception.ros_pkg.camera_info import CameraModel
+
+    rng = np.random.default_rng(11)
+    n = 50_000
+    pts = np.column_stack(
+        [rng.uniform(-60, 60, n), rng.uniform(-60, 60, n), rng.uniform(-3, 3, n)]
+    ).astype(np.float32)
+    K = np.array([[700.0, skew, 620], [0, 700, 190], [0, 0, 1]])
+    cam = CameraModel(1242, 375, K, np.array(D), np.eye(3), np.hstack([K, np.zeros((3, 1))]), model)
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]  # base_link -> optical
+    T[:3, 3] = [0.1, 1.6, -0.3]
+    kept = project_points(pts.astype(np.float64), T, cam).index
+    candidates = frustum_candidates(pts, T, cam)
+    assert len(kept) > 1000 and np.isin(kept, candidates).all()
+    assert len(candidates) < 0.6 * n  # it does crop
+    ref = _reference_prepare_lidar(pts, np.eye(4), T, cam)
+    got = fusion3d.prepare_lidar(pts, np.eye(4), T, cam)
+    np.testing.assert_allclose(
+        got.points_base[got.projection.index], ref.points_base[ref.projection.index], atol=1e-9
+    )
+    np.testing.assert_allclose(got.projection.uv, ref.projection.uv, atol=1e-9)
