@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ class BatchConfig:
     params_path: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     pictures: int = 6
+    # inference (onnxruntime) and OpenCV threads per worker when models.threads is 0 (the
+    # default: all cores per model, which N workers would oversubscribe); set by run_batch
+    threads: int = 0
 
     def parameters(self) -> Parameters:
         params = load_parameters(self.params_path)
@@ -110,6 +113,7 @@ def run_job(job: Job, config: BatchConfig, models: Any = None) -> dict[str, Any]
     from .replay import replay
 
     out = Path(job.out)
+    start = time.perf_counter()
     try:
         if isinstance(models, Exception):
             raise models  # the worker could not load the models
@@ -131,6 +135,7 @@ def run_job(job: Job, config: BatchConfig, models: Any = None) -> dict[str, Any]
         (out / HASH_FILE).write_text(job.digest + "\n")
         row = bag_row(job.name, job.bag, "ok", report)
         row["pid"] = os.getpid()
+        row["job_s"] = round(time.perf_counter() - start, 3)  # the whole replay(), reports too
         return row
     except Exception as exc:  # one bag's failure is its row, never the batch's end
         return bag_row(job.name, job.bag, "failed", None, one_line(exc))
@@ -140,7 +145,13 @@ def _load_models(config: BatchConfig) -> Any:
     from .perception.stack import load_models
 
     try:
-        return load_models(config.parameters())
+        params = config.parameters()
+        if config.threads and not params["models.threads"]:
+            import cv2
+
+            cv2.setNumThreads(config.threads)
+            params = params.with_overrides({"models.threads": config.threads})
+        return load_models(params)
     except Exception as exc:  # every bag of this worker then fails with this reason
         return exc
 
@@ -307,10 +318,11 @@ def run_batch(
 
     n = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     start = time.perf_counter()
-    if jobs and ray_address:
-        n = _run_ray(jobs, config, ray_address, workers, done)
+    if jobs and ray_address:  # an actor holds one CPU (num_cpus=1): one thread each
+        n = _run_ray(jobs, replace(config, threads=1), ray_address, workers, done)
     elif jobs:
-        _run_pool(jobs, config, n, done)
+        threads = max(1, (os.cpu_count() or 1) // n)
+        _run_pool(jobs, replace(config, threads=threads), n, done)
     wall = time.perf_counter() - start
     if bar is not None:
         bar.close(state["bag_ns"], state["frames"], state["drops"])
