@@ -210,6 +210,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output.debug_image", False, "Publish an overlay image"),
     ParamSpec("output.rejected", True, "Publish boxes dropped by the filter"),
     ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period (ROS time)", 0.1, 60.0),
+    ParamSpec("inspection.zones_file", "", "YAML file of inspection zones and rules ('' = none)"),
     ParamSpec(
         "qos.reliability",
         "best_effort",

@@ -128,6 +128,7 @@ SCENE_SCHEMA: dict[str, Any] = {
         },
         "drivable_area": {"type": ["object", "null"]},
         "latency_ms": {"type": "object", "additionalProperties": {"type": "number"}},
+        "events": {"type": "array", "items": {"type": "object"}},  # active zone events
         "models": {"type": "object"},
     },
 }

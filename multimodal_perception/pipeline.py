@@ -33,6 +33,7 @@ from .fusion.alignment import AlignConfig, NoCameraError, align
 from .fusion.sync import SyncGroup, Synchronizer
 from .fusion.transforms import TransformBuffer, TransformSource
 from .ingest import Ingest
+from .inspection import Inspection
 from .perception.multimodal_worker import MultimodalResult
 from .perception.scene_qa import SceneQA, make_worker
 from .perception.stack import ModelStack, load_models
@@ -69,6 +70,8 @@ class Pipeline:
         self.models = models if models is not None else load_models(params)  # batch: preloaded
         self.core = FrameCore(params, self.models, clock)
         self.qa = SceneQA(make_worker(params))
+        zones = params["inspection.zones_file"]
+        self.inspection = Inspection(zones) if zones else None
         self.timings: dict[str, list[float]] = defaultdict(list)
         self.filter_counts: Counter[str] = Counter()
         self.class_counts: Counter[str] = Counter()
@@ -224,6 +227,10 @@ class Pipeline:
                 ] += 1
             if self.keep_results:
                 self.results.append(result)
+        events = []
+        if self.inspection is not None:
+            events = self.inspection.step(result, self.tf, p["frames.base"])
+            result.scene["events"] = self.inspection.active()
         if self.keep_debug:
             self.last_result = result
         self.qa.offer(result.stamp_ns, result.image, result.scene)
@@ -235,6 +242,9 @@ class Pipeline:
             segmentation=bool(p["output.segmentation"]),
             debug_image=self.overlay(result) if p["output.debug_image"] else None,
         )
+        for event in events:
+            text = json.dumps(event, sort_keys=True)
+            outputs.append(Output("events", out.string_msg(self.factory, text), result.stamp_ns))
         seg = result.segmentation
         if seg is not None and p["output.segmentation"] and not self._label_info_sent:
             self._label_info_sent = True
@@ -311,5 +321,16 @@ class Pipeline:
                 self.degraded_counts,
                 self.degraded_detail,
             ) + list(extra or ())
+        if self.inspection is not None:
+            active = self.inspection.active()
+            problems = "; ".join(f"{z}: {why}" for z, why in self.inspection.unreachable.items())
+            statuses.append(
+                out.StatusReport(
+                    "multimodal_perception: inspection zones",
+                    out.WARN if active or problems else out.OK,
+                    problems or f"{len(active)} active events",
+                    values={f"{e['zone']}.{e['rule']}": str(e["track_ids"]) for e in active},
+                )
+            )
         msg = out.diagnostic_array(self.factory, stamp_ns=stamp_ns, statuses=statuses)
         return Output("/diagnostics", msg, stamp_ns)

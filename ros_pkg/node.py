@@ -78,6 +78,7 @@ OUTPUT_TYPES = {
     "markers": MarkerArray,
     "segmentation": Image,
     "debug_image": Image,
+    "events": String,
 }
 LATCHED = QoSProfile(
     depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE

@@ -107,3 +107,37 @@ def test_zone_files_are_validated_with_precise_errors(tmp_path):
         bad.write_text(body)
         with pytest.raises(ZoneError, match=needle):
             load_zones(bad)
+
+
+def test_replay_with_zones_publishes_events_and_names_unreachable_frames(tmp_path):
+    import json
+
+    from conftest import REPO
+    from multimodal_perception.replay import replay
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(
+        "zones:\n"
+        "- {name: ahead, frame: base_link, polygon: [[3, -12], [45, -12], [45, 12], [3, 12]],\n"
+        "   rules: [{type: person_in_zone}, {type: vehicle_in_zone, classes: [car, bus, truck]}]}\n"
+        "- {name: lost, frame: nowhere, polygon: [[0, 0], [1, 0], [1, 1]],\n"
+        "   rules: [{type: person_in_zone}]}\n"
+    )
+    result = replay(
+        [REPO / "bags" / "urban_crossing_5s"], tmp_path / "out", pictures=0, progress=False,
+        overrides={"inspection.zones_file": str(zones)},
+    )  # fmt: skip
+    assert result.report["inputs_balanced"] and result.report["frames"] == 50
+    out = tmp_path / "out" / "output.mcap"
+    events = [json.loads(r.msg.data) for r in iter_bag(out, ["/multimodal_perception/events"])]
+    started = {(e["zone"], e["rule"]) for e in events if e["state"] == "started"}
+    assert started == {("ahead", "person_in_zone"), ("ahead", "vehicle_in_zone")}
+    assert all(
+        e["track_ids"] and e["evidence"]["box_2d"] for e in events if e["state"] == "started"
+    )
+    scenes = [json.loads(r.msg.data) for r in iter_bag(out, ["/multimodal_perception/scene"])]
+    assert any(s["events"] for s in scenes)
+    diags = [s for r in iter_bag(out, ["/diagnostics"]) for s in r.msg.status]
+    zone_status = [s for s in diags if s.name.endswith("inspection zones")]
+    assert zone_status and "nowhere" in zone_status[-1].message
