@@ -141,3 +141,13 @@ def test_replay_with_zones_publishes_events_and_names_unreachable_frames(tmp_pat
     diags = [s for r in iter_bag(out, ["/diagnostics"]) for s in r.msg.status]
     zone_status = [s for s in diags if s.name.endswith("inspection zones")]
     assert zone_status and "nowhere" in zone_status[-1].message
+
+
+def test_the_shipped_inspection_profile_and_zones_load(tmp_path):
+    from conftest import REPO
+    from multimodal_perception.config import load_parameters
+
+    zones = load_zones(REPO / "config" / "zones_example.yaml")
+    assert {z.name for z in zones} == {"main_aisle", "cross_aisle"}
+    params = load_parameters(REPO / "config" / "inspection.yaml")
+    assert params["frames.fixed"] == "odom" and "person" in params["detector.classes"]
