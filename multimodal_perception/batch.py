@@ -9,7 +9,8 @@ optional extra) and Ray (``--ray``: a local instance sized to the machine, ``aut
 (a pool initializer, a Ray actor) and hands it to every ``replay()`` it runs. Each bag
 is written exactly as ``mmp replay`` writes it, into ``DIR/<bag name>/``; one bag's
 failure is a row with a one-line reason, never the end of the batch. Long bags are not
-time-sliced: a bag is the unit of work.
+time-sliced: a bag is the unit of work. The pool spawns its processes, so a script that
+calls :func:`run_batch` needs the ``if __name__ == "__main__":`` guard (``mmp`` has it).
 """
 
 from __future__ import annotations
