@@ -1,0 +1,115 @@
+"""``mmp`` data and model commands: make-bag, info, preview, models (list/check/fetch)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from . import paths
+
+
+def _cmd_make_bag(args: argparse.Namespace) -> int:
+    from .bagbuild import DATASETS, build_real_bag
+
+    if args.synthetic:
+        from .sim.bag import SyntheticConfig, write_synthetic_bag
+
+        out = Path(args.out or paths.cache_dir() / "bags" / f"synthetic_{args.scenario}")
+        if out.exists():
+            if not args.force:
+                print(f"{out} exists (use --force to rebuild)")
+                return 1
+            shutil.rmtree(out)
+        config = SyntheticConfig(args.scenario, args.seconds, args.seed, args.image_format)
+        counts = write_synthetic_bag(out, config)
+        print(f"wrote {out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+        return 0
+    datasets = DATASETS if args.dataset == "all" else (args.dataset,)
+    out_root = Path(args.out or paths.cache_dir() / "bags")
+    out_root.mkdir(parents=True, exist_ok=True)
+    for name in datasets:
+        out = out_root / name
+        if out.exists():
+            if not args.force:
+                print(f"{out} exists (use --force to rebuild)")
+                continue
+            shutil.rmtree(out)
+        counts = build_real_bag(name, Path(args.data or paths.data_dir()), out)
+        print(f"wrote {out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .ros_pkg.bag_io import bag_metadata, summarise_bag
+
+    for bag in args.bags:
+        print(f"{bag}:")
+        for key, value in bag_metadata(bag).items():
+            print(f"  {key}: {value}")
+        summary = summarise_bag(bag)
+        print(f"  {'topic':32} {'type':38} {'count':>6} {'errors':>6} {'rate_hz':>8}")
+        for topic, s in sorted(summary.items()):
+            rate = s.rate_hz()
+            rate_text = f"{rate:8.2f}" if rate is not None else "       -"
+            print(f"  {topic:32} {s.msgtype:38} {s.count:6d} {s.errors:6d} {rate_text}")
+    return 0
+
+
+def _cmd_preview(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .sim.preview import preview
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), preview(args.scenario, args.time, args.seed))
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .perception.fetch import FetchError, fetch_model
+    from .perception.manifest import available_manifests
+    from .perception.models import model_directory, resolve_model_path
+    from .perception.runtime import ModelLoadError, RuntimeOptions, create_backend
+
+    manifests = available_manifests()
+    directory = model_directory(args.model_dir)
+    if args.action == "list":
+        for name, m in manifests.items():
+            try:
+                where = resolve_model_path(m, directory)
+                state = "present" if where.exists() else "missing"
+            except ModelLoadError:
+                where, state = m.file, "no model directory"
+            print(f"{name:30} {m.task:12} {m.decoder:11} {state:9} {where}")
+        return 0
+    if not args.names:
+        print("name one or more models", file=sys.stderr)
+        return 2
+    status = 0
+    for name in args.names:
+        if name not in manifests:
+            print(f"{name}: no such manifest; known: {', '.join(manifests)}", file=sys.stderr)
+            status = 1
+            continue
+        m = manifests[name]
+        try:
+            if args.action == "fetch":
+                if directory is None:
+                    print("set --model-dir or MMP_MODEL_DIR", file=sys.stderr)
+                    return 2
+                print(f"{name}: {fetch_model(m, directory, accept_digest=args.accept_digest)}")
+            else:
+                backend = create_backend(
+                    m,
+                    resolve_model_path(m, directory),
+                    RuntimeOptions(providers=tuple(args.providers)),
+                )
+                print(f"{name}: ok, runs on {backend.provider}")
+        except (FetchError, ModelLoadError) as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            status = 1
+    return status
