@@ -155,11 +155,19 @@ def test_deduplicate_keeps_the_higher_score_and_names_the_twin():
     objects = {2: _object(10, 0), 3: _object(30, 5)}
     kept, dup = deduplicate(boxes, scores, classes, [0, 1, 2, 3], objects)
     assert kept == [1, 2, 3] and dup == {0: 1}  # person + cyclist overlap: one rider
-    # Same 3D place, one class group, boxes apart: one object seen twice.
+    # Same 3D place and boxes overlapping by a third: one object seen twice ...
     objects[0] = _object(30.4, 5.2)
-    boxes[0] = [300, 0, 310, 20]
+    boxes[0] = [204, 0, 214, 20]  # 60 % of box 3
     kept, dup = deduplicate(boxes, scores, classes, [0, 2, 3], objects)
     assert dup == {0: 3}
+    # ... but two people side by side (< 1 m apart, boxes apart) are two people.
+    boxes[0] = [300, 0, 310, 20]
+    kept, dup = deduplicate(boxes, scores, classes, [0, 2, 3], objects)
+    assert dup == {} and kept == [0, 2, 3]
+    # A person and the bicycle they ride are two objects, even overlapping.
+    bike = np.array([[0, 5, 12, 22], [1, 0, 11, 20]], float)
+    kept, dup = deduplicate(bike, np.array([0.9, 0.8]), ["bicycle", "person"], [0, 1], {})
+    assert kept == [0, 1] and dup == {}
 
 
 def test_lidar_box_evidence_needs_a_compact_cluster_in_front_of_its_ring():

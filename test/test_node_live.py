@@ -46,7 +46,7 @@ pytestmark = pytest.mark.slow
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
 NS = "/perception"
 # Every output a frame publishes (captions, answers and the debug image are optional).
-OPTIONAL = ("scene_caption", "answer", "debug_image")
+OPTIONAL = ("scene_caption", "answer", "debug_image", "events")
 OUTPUTS = {k: v for k, v in OUTPUT_TYPES.items() if k not in OPTIONAL} | {"label_info": LabelInfo}
 TYPESTORE = get_project_typestore()
 
