@@ -2,7 +2,10 @@
 
 Points are moved into the camera's optical frame, those behind the camera are dropped,
 and the rest go through the distortion model into the raw image (plumb_bob,
-rational_polynomial, equidistant) or through R and P into the rectified image. Points
+rational_polynomial, equidistant) or through R and P into the rectified image. Which one
+follows image_geometry's convention (``CameraModel.is_rectified``): an image without
+distortion is rectified and projects through P, its baseline term included (KITTI's P2
+puts a point ~45/depth px right of ``K [I | 0]``); a distorted one is raw. Points
 outside the image are dropped; ``index`` returns the surviving points' rows so callers
 can go back to 3D. Vectorised numpy: it measures faster than cv2.projectPoints on whole
 clouds (bench/bench_alignment.py) and agrees with it to well under 0.01 px.
@@ -106,23 +109,38 @@ def _normalised_bounds(width: int, height: int, K_bytes: bytes) -> tuple[float, 
     )
 
 
+def _rectified_matrix(T_cam_points: np.ndarray, camera: CameraModel) -> np.ndarray:
+    """3x4 M with [u w, v w, w] = M [x y z 1] for points in the given frame (P R T)."""
+    return camera.P @ np.vstack([camera.R @ T_cam_points[:3], [0.0, 0.0, 0.0, 1.0]])
+
+
 def frustum_candidates(
     points: np.ndarray,
     T_cam_points: np.ndarray,
     camera: CameraModel,
     min_depth: float = 0.1,
     slack: float = 0.01,
+    *,
+    rectified: bool | None = None,
 ) -> np.ndarray:
     """Rows (ascending) of the (N, 3) points that may project into the image: a cheap
     test in the points' own precision (float32 for clouds) with ``slack`` in normalised
-    coordinates, far beyond float32 rounding, so every point ``project_points`` (raw
-    image, no margin) keeps is among them. Crop a cloud with it before anything per point."""
+    coordinates, far beyond float32 rounding, so every point ``project_points`` (same
+    ``rectified``, no margin) keeps is among them. Crop a cloud with it before anything
+    per point."""
     dtype = points.dtype if points.dtype in (np.float32, np.float64) else np.float64
     pts = np.asarray(points, dtype=dtype).reshape(-1, 3)
     R, t = T_cam_points[:3, :3].astype(dtype), T_cam_points[:3, 3].astype(dtype)
     # Depth first: most of a spinning lidar's cloud is behind or beside the camera.
     rows = np.flatnonzero(pts @ R[2] + t[2] > 0.9 * min_depth)
     sub = pts[rows]
+    if camera.is_rectified if rectified is None else rectified:
+        M = _rectified_matrix(T_cam_points, camera).astype(dtype)
+        uw, vw, w = sub @ M[0, :3] + M[0, 3], sub @ M[1, :3] + M[1, 3], sub @ M[2, :3] + M[2, 3]
+        su, sv = slack * float(camera.P[0, 0]), slack * float(camera.P[1, 1])
+        ok = (w > 0) & (uw >= -su * w) & (uw <= (camera.width + su) * w)
+        ok &= (vw >= -sv * w) & (vw <= (camera.height + sv) * w)
+        return rows[ok]
     x, y, z = sub @ R[0] + t[0], sub @ R[1] + t[1], sub @ R[2] + t[2]
     if camera.is_distorted:
         r2 = (
@@ -149,18 +167,23 @@ def project_points(
     T_cam_points: np.ndarray,
     camera: CameraModel,
     *,
-    rectified: bool = False,
+    rectified: bool | None = None,
     min_depth: float = 0.1,
     margin_px: float = 0.0,
 ) -> Projection:
-    """Project (N, 3) points given in another frame into the camera image."""
+    """Project (N, 3) points given in another frame into the camera image: through R and
+    P when ``rectified`` (None: ``camera.is_rectified``), else through K and D. ``depth``
+    is along the camera's optical axis either way."""
+    if rectified is None:
+        rectified = camera.is_rectified
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     cam = pts @ T_cam_points[:3, :3].T + T_cam_points[:3, 3]
     front = np.flatnonzero(cam[:, 2] > min_depth)
     cam = cam[front]
     if rectified:
-        rect = cam @ camera.R.T
-        uvw = rect @ camera.P[:, :3].T + camera.P[:, 3]
+        uvw = cam @ (camera.P[:, :3] @ camera.R).T + camera.P[:, 3]
+        keep = uvw[:, 2] > 0
+        front, cam, uvw = front[keep], cam[keep], uvw[keep]
         uv = uvw[:, :2] / uvw[:, 2:3]
     else:
         x, y = cam[:, 0] / cam[:, 2], cam[:, 1] / cam[:, 2]

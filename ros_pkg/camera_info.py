@@ -2,7 +2,9 @@
 
 Supports the three distortion models ROS drivers publish: ``plumb_bob`` (k1 k2 p1 p2
 k3), ``rational_polynomial`` (k1 k2 p1 p2 k3 k4 k5 k6) and ``equidistant`` (fisheye
-k1..k4). Projection with the model lives in ``fusion/projection.py``.
+k1..k4). Projection with the model lives in ``fusion/projection.py``: an image with
+distortion is raw (K and D), one without is rectified (R and P, as image_geometry's
+``project3dToPixel``), unless ``CameraModel.rectified`` says otherwise.
 """
 
 from __future__ import annotations
@@ -39,10 +41,21 @@ class CameraModel:
     P: np.ndarray  # (3, 4) projection of the rectified image
     distortion_model: str
     frame_id: str = ""
+    # Which image the pixels are in. None: image_geometry's convention -- an image with
+    # no distortion is the rectified one (project with R and P, P's baseline term
+    # included: a KITTI P2 or a stereo right camera); a distorted one is raw (K and D).
+    # True / False force it (a rectified image whose CameraInfo still carries the raw
+    # camera's D, or a raw undistorted image whose P is not K [I | 0]).
+    rectified: bool | None = None
 
     @property
     def is_distorted(self) -> bool:
         return self.distortion_model != "none" and bool(np.any(self.D != 0.0))
+
+    @property
+    def is_rectified(self) -> bool:
+        """Whether projection into this camera's image goes through R and P."""
+        return (not self.is_distorted) if self.rectified is None else bool(self.rectified)
 
 
 def _matrix(msg: Any, names: tuple[str, ...], shape: tuple[int, int]) -> np.ndarray:

@@ -193,10 +193,53 @@ def test_rectified_projection_uses_P_with_baseline():
     K = np.array([[721.5, 0, 609.6], [0, 721.5, 172.9], [0, 0, 1]])
     P = np.hstack([K, [[44.857], [0.2164], [0.0027]]])
     cam = CameraModel(1242, 375, K, np.zeros(5), np.eye(3), P, "plumb_bob")
+    assert cam.is_rectified  # no distortion: image_geometry's rectified image
     pts = np.array([[0.0, 0.0, 10.0], [2.0, 1.0, 20.0]])
-    proj = project_points(pts, np.eye(4), cam, rectified=True)
-    uvw = (P @ np.hstack([pts, np.ones((2, 1))]).T).T
-    np.testing.assert_allclose(proj.uv, uvw[:, :2] / uvw[:, 2:3])
+    for rectified in (True, None):
+        proj = project_points(pts, np.eye(4), cam, rectified=rectified)
+        uvw = (P @ np.hstack([pts, np.ones((2, 1))]).T).T
+        np.testing.assert_allclose(proj.uv, uvw[:, :2] / uvw[:, 2:3])
+    # Forced raw: K only, the baseline's 44.857 / z px are missing.
+    raw = project_points(pts, np.eye(4), cam, rectified=False)
+    np.testing.assert_allclose(proj.uv[:, 0] - raw.uv[:, 0], 44.857 / pts[:, 2], atol=0.2)
+    D = np.array([-0.1, 0.01, 0, 0, 0])
+    assert not CameraModel(1242, 375, K, D, np.eye(3), P, "plumb_bob").is_rectified
+    assert CameraModel(1242, 375, K, D, np.eye(3), P, "plumb_bob", rectified=True).is_rectified
+
+
+@pytest.mark.real_data
+def test_kitti_p2_with_baseline_projects_lidar_like_the_reference():
+    """A real KITTI P2 (baseline term ~45 px m) and R0_rect as a CameraInfo with no
+    distortion: lidar points land where P2 R0 Tr [x y z 1] puts them, sub-pixel, and the
+    frustum crop keeps every one of them."""
+    from multimodal_perception.datasets.kitti import _parse_matrix_file, read_velodyne_bin
+    from multimodal_perception.fusion.projection import frustum_candidates
+
+    root = need_data("kitti_object", "training")
+    m = _parse_matrix_file(root / "calib" / "000000.txt")
+    P2 = m["P2"].reshape(3, 4)
+    R0 = m["R0_rect"].reshape(3, 3)
+    T = np.vstack([m["Tr_velo_to_cam"].reshape(3, 4), [0, 0, 0, 1]])
+    assert abs(P2[0, 3]) > 40  # the baseline term this test is about
+    cam = CameraModel(1242, 375, P2[:, :3], np.zeros(5), R0, P2, "plumb_bob")
+    cloud = read_velodyne_bin(root / "velodyne" / "000000.bin")[:, :3]
+    proj = project_points(cloud.astype(np.float64), T, cam)
+    uvw = (P2 @ np.vstack([R0 @ T[:3], [0, 0, 0, 1]]) @ np.c_[cloud, np.ones(len(cloud))].T).T
+    ref = uvw[:, :2] / uvw[:, 2:3]
+    inside = (uvw[:, 2] > 0) & (ref[:, 0] >= 0) & (ref[:, 0] < 1242) & (ref[:, 1] >= 0)
+    inside &= (ref[:, 1] < 375) & ((cloud @ T[2, :3] + T[2, 3]) > 0.1)
+    assert set(proj.index.tolist()) == set(np.flatnonzero(inside).tolist())
+    err = np.abs(proj.uv - ref[proj.index]).max()
+    k_only = project_points(cloud.astype(np.float64), T, cam, rectified=False)
+    _, a, b = np.intersect1d(proj.index, k_only.index, return_indices=True)
+    shift = np.median(np.abs(proj.uv[a, 0] - k_only.uv[b, 0]) * proj.depth[a])
+    print(
+        f"kitti P2: {len(proj.index)} points, max |uv - P2 ref| {err:.1e} px; "
+        f"K-only is off by {shift:.1f}/depth px"
+    )
+    assert len(proj.index) > 10_000 and err < 1e-6
+    assert shift > 30  # what ignoring P (baseline, and R0) costs: ~37/depth px
+    assert np.isin(proj.index, frustum_candidates(cloud, T, cam)).all()
 
 
 @pytest.fixture(scope="module")

@@ -287,16 +287,17 @@ def test_parallel_models_give_the_sequential_outputs(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "model, D, skew",
+    "model, D, skew, baseline",
     [
-        ("plumb_bob", [0.0] * 5, 0.0),
-        ("plumb_bob", [-0.3, 0.1, 0.001, -0.002, 0.0], 0.0),
-        ("rational_polynomial", [-0.2, 0.05, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0], 0.0),
-        ("equidistant", [0.05, -0.01, 0.002, 0.0], 0.0),
-        ("plumb_bob", [0.0] * 5, 25.0),
+        ("plumb_bob", [0.0] * 5, 0.0, 0.0),
+        ("plumb_bob", [-0.3, 0.1, 0.001, -0.002, 0.0], 0.0, 0.0),
+        ("rational_polynomial", [-0.2, 0.05, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0], 0.0, 0.0),
+        ("equidistant", [0.05, -0.01, 0.002, 0.0], 0.0, 0.0),
+        ("plumb_bob", [0.0] * 5, 25.0, 0.0),
+        ("plumb_bob", [0.0] * 5, 0.0, 44.857),  # rectified, KITTI P2's baseline term
     ],
 )
-def test_frustum_crop_keeps_every_projected_point(model, D, skew):
+def test_frustum_crop_keeps_every_projected_point(model, D, skew, baseline):
     from multimodal_perception.fusion.projection import frustum_candidates
     from multimodal_perception.ros_pkg.camera_info import CameraModel
 
@@ -306,7 +307,8 @@ def test_frustum_crop_keeps_every_projected_point(model, D, skew):
         [rng.uniform(-60, 60, n), rng.uniform(-60, 60, n), rng.uniform(-3, 3, n)]
     ).astype(np.float32)
     K = np.array([[700.0, skew, 620], [0, 700, 190], [0, 0, 1]])
-    cam = CameraModel(1242, 375, K, np.array(D), np.eye(3), np.hstack([K, np.zeros((3, 1))]), model)
+    P = np.hstack([K, [[baseline], [0.0], [0.0]]])
+    cam = CameraModel(1242, 375, K, np.array(D), np.eye(3), P, model)
     T = np.eye(4)
     T[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]  # base_link -> optical
     T[:3, 3] = [0.1, 1.6, -0.3]
