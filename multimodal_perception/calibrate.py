@@ -39,6 +39,7 @@ class BoxEvidence:
     radar: float
     mask_pixels: int
     true: bool  # matched a labelled object of its class
+    support: float = 0.0  # fraction of supporting mask classes (``judge``'s rider rule)
 
 
 @dataclass
@@ -88,8 +89,9 @@ def _add_frame(out: Samples, pipeline: Pipeline, result: Any, gt_boxes, gt_class
     det = result.detections
     h, w = result.image.shape[:2]
     areas: list[int] = []
+    support: list[float] = []
     semantic = pipeline.core.filter.semantic_scores(
-        det.boxes, det.class_ids, result.segmentation.labels, (w, h), areas
+        det.boxes, det.class_ids, result.segmentation.labels, (w, h), areas, support
     )
     classes = det.labels()
     matched = np.zeros(len(det), bool)
@@ -105,7 +107,9 @@ def _add_frame(out: Samples, pipeline: Pipeline, result: Any, gt_boxes, gt_class
                 matched[i] = True
     for i, cls in enumerate(classes):
         d = result.decisions[i]
-        ev = BoxEvidence(cls, float(semantic[i]), d.lidar, d.radar, areas[i], bool(matched[i]))
+        ev = BoxEvidence(
+            cls, float(semantic[i]), d.lidar, d.radar, areas[i], bool(matched[i]), support[i]
+        )
         out.boxes.append(ev)
 
 
@@ -113,7 +117,7 @@ def _counts(boxes: list[BoxEvidence], threshold: float, config: FilterConfig) ->
     """(true boxes kept, false boxes kept) at ``threshold``."""
     tp = fp = 0
     for b in boxes:
-        if judge(b.semantic, b.lidar, b.radar, b.mask_pixels, threshold, config).keep:
+        if judge(b.semantic, b.lidar, b.radar, b.mask_pixels, threshold, config, b.support).keep:
             tp += b.true
             fp += not b.true
     return tp, fp

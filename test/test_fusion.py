@@ -53,17 +53,49 @@ def test_filter_scores_compatible_pixels_at_any_mask_resolution():
     lidar = np.array([0, 0, 0.9, 0, 0.9])
     decisions = filt.decide(boxes, ids, mask, (300, 100), lidar=lidar)
     # Box 2 calls a well-segmented person a car: lidar proves an object, not a car, and the
-    # segmentation is strong there (1400 mask pixels): dropped. Box 4 is small (192 mask
-    # pixels), where the segmentation is weak: the lidar cluster rescues it.
+    # segmentation is strong there (1400 mask pixels): dropped, saying the lidar disagreed.
+    # Box 4 is small (192 mask pixels), where the segmentation is weak: the lidar cluster
+    # rescues it.
     assert [d.reason for d in decisions] == [
         "consistent",
         "consistent",
-        "inconsistent",
+        "inconsistent_despite_geometry",
         "not_judged",
         "rescued_by_lidar",
     ]
+    assert [d.keep for d in decisions] == [True, True, False, True, True]
     decisions = filt.decide(boxes, ids, mask, (300, 100))
     assert [d.keep for d in decisions] == [True, True, False, True, False]
+    assert decisions[2].reason == "inconsistent"  # no geometry: a plain rejection
+
+
+def test_riders_and_joint_geometry_are_no_contradiction():
+    """The measured failure: a pedestrian beside a bicycle is "bicycle" in the mask over
+    most of the box. With strong lidar that is a rider (kept); with weak lidar it stays
+    rejected. Lidar and radar both strong keep a box whatever the mask (a pedestrian in
+    front of a fence the mask calls fence); one of them alone does not."""
+    seg_classes = ("road", "person", "rider", "car", "bicycle", "fence")
+    filt = ConsistencyFilter(("person", "car"), seg_classes, FilterConfig(default_threshold=0.3))
+    mask = np.zeros((200, 300), np.uint8)
+    mask[20:190, 40:100] = 4  # bicycle pixels where the detector sees a person
+    mask[20:190, 150:250] = 5  # fence behind a pedestrian
+    boxes = np.array([[40, 20, 100, 190]] * 2 + [[150, 20, 250, 190]] * 3, float)
+    ids = np.zeros(5, int)
+    lidar = np.array([0.9, 0.3, 0.9, 0.9, 0.2])
+    radar = np.array([0.0, 0.0, 0.9, 0.0, 0.9])
+    support: list[float] = []
+    scores = filt.semantic_scores(boxes, ids, mask, (300, 200), support=support)
+    np.testing.assert_allclose(scores, 0.0)
+    np.testing.assert_allclose(support, [1, 1, 0, 0, 0], atol=1e-9)
+    d = filt.decide(boxes, ids, mask, (300, 200), lidar=lidar, radar=radar)
+    assert [x.reason for x in d] == [
+        "rescued_by_lidar",
+        "inconsistent",
+        "rescued_by_lidar",
+        "inconsistent_despite_geometry",
+        "inconsistent_despite_geometry",
+    ]
+    assert [x.keep for x in d] == [True, False, True, False, False]
 
 
 @pytest.fixture(scope="module")
