@@ -189,6 +189,12 @@ class ZoneMonitor:
             for rule in zone.rules:
                 for key, holds, tracks, evidence in self._evaluate(zone, rule, inside, stamp_ns):
                     events += self._debounce(zone, rule, key, holds, tracks, evidence, stamp_ns)
+        # Per-track conditions that are over and settled are forgotten: a zone sees new
+        # track ids for as long as the robot runs.
+        for k in [
+            k for k, c in self._conditions.items() if k[2] and not c.active and c.since_ns is None
+        ]:
+            del self._conditions[k]
         return events
 
     def _evaluate(self, zone: Zone, rule: Rule, inside: list[TrackedObject], stamp_ns: int):

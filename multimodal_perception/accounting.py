@@ -47,7 +47,7 @@ def account(ingest: Ingest, sync: Synchronizer) -> dict[str, dict[str, Any]]:
 
 def diagnostics_statuses(
     accounting: dict[str, dict[str, Any]],
-    timings: dict[str, list[float]],
+    timings: dict[str, Any],
     frames: int,
     multimodal: Any | None,
     degraded: Counter[str] | None = None,
@@ -82,7 +82,9 @@ def diagnostics_statuses(
                 values=dict(sorted(degraded.items())),
             )
         )
-    stage_ms = {f"{k}.ms_median": f"{np.median(v[-100:]):.2f}" for k, v in timings.items() if v}
+    stage_ms = {
+        f"{k}.ms_median": f"{np.median(list(v)[-100:]):.2f}" for k, v in timings.items() if v
+    }
     if multimodal is not None:
         st, cache, health = multimodal.stats, multimodal.cache, multimodal.health()
         message = f"{health['backend']}: {health['state']}, {st.model_calls} calls"

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +45,7 @@ from .ros_pkg.frame_messages import Output, encode_frame, rejection_ids
 log = logging.getLogger("multimodal_perception.pipeline")
 
 NS = 1_000_000_000
+TIMINGS_KEPT = 20_000
 __all__ = ["Output", "Pipeline"]
 
 
@@ -72,7 +73,9 @@ class Pipeline:
         self.qa = SceneQA(make_worker(params))
         zones = params["inspection.zones_file"]
         self.inspection = Inspection(zones) if zones else None
-        self.timings: dict[str, list[float]] = defaultdict(list)
+        # The newest TIMINGS_KEPT stage times each: a node runs for days (reports give
+        # percentiles over them).
+        self.timings: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=TIMINGS_KEPT))
         self.filter_counts: Counter[str] = Counter()
         self.class_counts: Counter[str] = Counter()
         self.frames = 0

@@ -151,3 +151,11 @@ def test_the_shipped_inspection_profile_and_zones_load(tmp_path):
     assert {z.name for z in zones} == {"main_aisle", "cross_aisle"}
     params = load_parameters(REPO / "config" / "inspection.yaml")
     assert params["frames.fixed"] == "odom" and "person" in params["detector.classes"]
+
+
+def test_the_monitor_forgets_tracks_whose_situations_are_over():
+    monitor = ZoneMonitor([zone(Rule("object_left", after_s=0.5))])
+    for t in range(200):  # 200 objects pass through, each parked briefly, then gone
+        frames = [[obj(t, "truck", 5.0)]] * 12 + [[]] * 8
+        run(monitor, frames)
+    assert len(monitor._conditions) <= 1 and not monitor._slow_since
