@@ -325,11 +325,15 @@ def object_from_lidar(
         # People and bikes: a rectangle fit to a few points flips orientation from frame
         # to frame; the centroid, pushed a little away from the sensor (the far side is
         # unseen), is steadier. Heading comes from tracking, not from the footprint.
+        # The push, measured on the labelled KITTI object + VoD frames (26 people and
+        # bicycles within 40 m): the centroid already lies inside the object; the "near
+        # face + half a depth" model put centres 0.16-0.49 m off, a push of a quarter
+        # width +0.12 m too far, a tenth of the width is unbiased (+0.03 / 0.00 m).
         centroid = cluster[:, :2].mean(axis=0)
         bearing = np.arctan2(centroid[1], centroid[0])
         away = np.array([np.cos(bearing), np.sin(bearing)])
         centre_xy, size_lw, yaw = (
-            centroid + away * prior[1] / 4,
+            centroid + away * prior[1] * SMALL_OBJECT_PUSH,
             np.array(prior[:2]),
             float(bearing),
         )
@@ -343,7 +347,14 @@ def object_from_lidar(
             float(-(frame.ground.d + frame.ground.normal[:2] @ centre_xy) / frame.ground.normal[2]),
         )
     height = max(z_top - z_bottom, 0.3)
-    centre = np.array([centre_xy[0], centre_xy[1], (z_top + z_bottom) / 2])
+    if frame.fy and prior[0] <= 1.0:
+        # People: the lidar's top beam often passes over the head (centres came out
+        # 0.13 m low on the labelled KITTI + VoD frames). The box (h px at the cluster's
+        # depth) says how tall the person is; trusted up to 1.3x the prior. Not for
+        # vehicles and bikes: there it made centres 0.1-0.2 m too high.
+        implied = h * float(depth_med[best]) / frame.fy
+        height = max(height, min(implied, 1.3 * prior[2]))
+    centre = np.array([centre_xy[0], centre_xy[1], z_bottom + height / 2])
     return Object3D(
         centre,
         np.array([size_lw[0], size_lw[1], height]),
@@ -351,6 +362,9 @@ def object_from_lidar(
         "lidar",
         int(cluster.shape[0]),
     )
+
+
+SMALL_OBJECT_PUSH = 0.1  # of the prior width, away from the sensor (measured, see above)
 
 
 def object_from_camera(

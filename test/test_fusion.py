@@ -137,13 +137,19 @@ def test_filter_keeps_true_positives_and_drops_false_ones(real_replays):
 
 @pytest.mark.real_data
 def test_lidar_3d_centres_of_labelled_objects():
+    """Centre error of lidar objects against the KITTI object + VoD labels (>= 20 lidar
+    points, within 40 m), per class: BEV median / p90, bias along the line of sight and in
+    z. Measured (after the push and height changes in fusion3d): person median 0.09 m,
+    p90 0.24, along-sight +0.03, z -0.08 (before: 0.13 / 0.31 / +0.12 / -0.13); bicycle
+    0.22 / 3.26 (a bicycle rack: a neighbour's cluster) / -0.00 / -0.04; all 29 objects
+    median 0.13 m. Bounds: the measurement plus a stated margin."""
     need_data()
     items = [(DATA / "kitti_object/training", f, "png") for f in ("000000", "000001", "000002")]
     items += [
         (DATA / "view_of_delft/lidar/training", f.frame_id, "jpg")
         for f in vod_frames(DATA / "view_of_delft")
     ]
-    errors = []
+    rows: list[tuple[str, float, float, float]] = []  # class, BEV error, sight bias, z bias
     for root, frame, ext in items:
         calib = object_calib(root / "calib" / f"{frame}.txt")
         image = cv2.imread(str(root / "image_2" / f"{frame}.{ext}"))
@@ -160,20 +166,31 @@ def test_lidar_3d_centres_of_labelled_objects():
         lidar = prepare_lidar(pts, np.eye(4), calib.T_cam_lidar, cam)
         for lab in read_labels(root / "label_2" / f"{frame}.txt", calib.T_cam_lidar):
             cls = DATASET_TO_COCO.get(lab.cls)
-            if not cls or not lab.has_3d:
+            if not cls or not lab.has_3d or np.hypot(*lab.center_lidar[:2]) > 40:
                 continue
             n = int(points_in_box(pts, lab.center_lidar, lab.size_lwh, lab.yaw_lidar).sum())
             if n < 20:
                 continue
             obj = object_from_lidar(lab.box2d, cls, lidar)
-            err = float(np.hypot(*(obj.center[:2] - lab.center_lidar[:2]))) if obj else np.inf
-            errors.append(err)
-            print(
-                f"{frame} {lab.cls:14} {n:5d} points, range "
-                f"{np.hypot(*lab.center_lidar[:2]):5.1f} m: centre error {err:.2f} m"
-            )
-    print(f"median centre error {np.median(errors):.2f} m over {len(errors)} objects")
-    assert len(errors) >= 25 and np.median(errors) <= 0.5
+            if obj is None:
+                rows.append((cls, np.inf, np.nan, np.nan))
+                continue
+            d = obj.center - lab.center_lidar
+            sight = lab.center_lidar[:2] / np.linalg.norm(lab.center_lidar[:2])
+            rows.append((cls, float(np.hypot(*d[:2])), float(d[:2] @ sight), float(d[2])))
+    stats = {}
+    for cls in [*sorted({r[0] for r in rows}), "all"]:
+        r = np.array([x[1:] for x in rows if cls in ("all", x[0])])
+        stats[cls] = (len(r), np.median(r[:, 0]), np.percentile(r[:, 0], 90),
+                      np.nanmedian(r[:, 1]), np.nanmedian(r[:, 2]))  # fmt: skip
+        print(f"{cls:11} n={len(r):3d}  BEV median {stats[cls][1]:.2f} m  p90 "
+              f"{stats[cls][2]:.2f} m  bias along sight {stats[cls][3]:+.2f} m  "
+              f"z {stats[cls][4]:+.2f} m")  # fmt: skip
+    n, median, p90, sight_bias, z_bias = stats["person"]
+    assert n >= 10 and median <= 0.15 and p90 <= 0.35  # measured 0.09 / 0.24 (+0.06/+0.11)
+    assert abs(sight_bias) <= 0.08 and abs(z_bias) <= 0.11  # measured +0.03 / -0.08
+    assert stats["bicycle"][1] <= 0.3  # measured 0.22
+    assert stats["all"][0] >= 25 and stats["all"][1] <= 0.2  # measured 0.13 over 29
 
 
 @pytest.mark.real_data
