@@ -325,10 +325,8 @@ def object_from_lidar(
         # People and bikes: a rectangle fit to a few points flips orientation from frame
         # to frame; the centroid, pushed a little away from the sensor (the far side is
         # unseen), is steadier. Heading comes from tracking, not from the footprint.
-        # The push, measured on the labelled KITTI object + VoD frames (26 people and
-        # bicycles within 40 m): the centroid already lies inside the object; the "near
-        # face + half a depth" model put centres 0.16-0.49 m off, a push of a quarter
-        # width +0.12 m too far, a tenth of the width is unbiased (+0.03 / 0.00 m).
+        # Push measured on labelled KITTI + VoD (26 people/bikes <= 40 m): a tenth of the
+        # width is unbiased; a quarter, or "near face + half a depth", put centres too far.
         centroid = cluster[:, :2].mean(axis=0)
         bearing = np.arctan2(centroid[1], centroid[0])
         away = np.array([np.cos(bearing), np.sin(bearing)])
@@ -348,10 +346,8 @@ def object_from_lidar(
         )
     height = max(z_top - z_bottom, 0.3)
     if frame.fy and prior[0] <= 1.0:
-        # People: the lidar's top beam often passes over the head (centres came out
-        # 0.13 m low on the labelled KITTI + VoD frames). The box (h px at the cluster's
-        # depth) says how tall the person is; trusted up to 1.3x the prior. Not for
-        # vehicles and bikes: there it made centres 0.1-0.2 m too high.
+        # People: the top beam often passes over the head (centres were 0.13 m low on
+        # KITTI + VoD); the box at the cluster's depth gives the height (<= 1.3x prior).
         implied = h * float(depth_med[best]) / frame.fy
         height = max(height, min(implied, 1.3 * prior[2]))
     centre = np.array([centre_xy[0], centre_xy[1], z_bottom + height / 2])
@@ -374,16 +370,19 @@ def object_from_camera(
     T_base_cam: np.ndarray,
     ground: GroundModel | None = None,
 ) -> Object3D | None:
-    """Camera-only estimate: the box's bottom centre cast onto the ground plane."""
+    """Camera-only estimate: the box's bottom centre cast onto the ground plane (through
+    R and P for a rectified image, K and D for a raw one: ``CameraModel.is_rectified``)."""
     u, v = (box[0] + box[2]) / 2, box[3]
-    und = cv2.undistortPoints(
-        np.array([[[u, v]]], np.float64),
-        camera.K,
-        camera.D if camera.distortion_model != "equidistant" else None,
-    )
-    ray_cam = np.array([und[0, 0, 0], und[0, 0, 1], 1.0])
+    origin_cam = np.zeros(3)
+    if camera.is_rectified:  # P = P3 [I | P3^-1 p4] on the rectified frame (R: cam -> rect)
+        ray_cam = camera.R.T @ np.linalg.solve(camera.P[:, :3], [u, v, 1.0])
+        origin_cam = -camera.R.T @ np.linalg.solve(camera.P[:, :3], camera.P[:, 3])
+    else:
+        d = camera.D if camera.distortion_model != "equidistant" else None
+        und = cv2.undistortPoints(np.array([[[u, v]]], np.float64), camera.K, d)
+        ray_cam = np.array([und[0, 0, 0], und[0, 0, 1], 1.0])
     ray = T_base_cam[:3, :3] @ ray_cam
-    origin = T_base_cam[:3, 3]
+    origin = T_base_cam[:3, :3] @ origin_cam + T_base_cam[:3, 3]
     normal, d = (ground.normal, ground.d) if ground is not None else (np.array([0, 0, 1.0]), 0.0)
     denom = float(normal @ ray)
     if denom >= -1e-6:  # the ray does not go down to the ground

@@ -33,6 +33,56 @@ def same_object_classes(a: str, b: str) -> bool:
     return "cyclist" in (a, b) and bool({a, b} & RIDER_PARTS)
 
 
+RIDER_OVERLAP = 0.3  # share of the smaller box: a person box on a bike box ...
+RIDER_DISTANCE_M = 1.5  # ... with 3D centres this close (when both have one)
+
+
+def pair_riders(
+    boxes: np.ndarray,
+    classes: Sequence[str],
+    kept: Sequence[int],
+    objects: dict[int, Object3D],
+) -> dict[int, int]:
+    """Kept person boxes riding (or standing at) a kept bicycle/motorcycle box: person
+    index -> bike index. A pair overlaps (30 % of the smaller box), the person's box is
+    no lower than the bike's (feet at or above the wheels' contact: its bottom within the
+    lower half of the bike box or above), and, where both have 3D objects, their centres
+    are within 1.5 m. Greedy by overlap, each box in at most one pair. Both 2D boxes stay
+    reported (person and bicycle are both labelled objects); in 3D the pair is one
+    cyclist (``rider_object``)."""
+    people = [i for i in kept if classes[i] == "person"]
+    bikes = [i for i in kept if classes[i] in ("bicycle", "motorcycle")]
+    candidates = []
+    for p in people:
+        for b in bikes:
+            overlap = _overlap(boxes[p], boxes[b])
+            bike_h = boxes[b][3] - boxes[b][1]
+            if overlap < RIDER_OVERLAP or boxes[p][3] > boxes[b][3] + 0.25 * bike_h:
+                continue
+            if p in objects and b in objects:
+                gap = np.hypot(*(objects[p].center[:2] - objects[b].center[:2]))
+                if gap > RIDER_DISTANCE_M:
+                    continue
+            candidates.append((-overlap, p, b))
+    pairs: dict[int, int] = {}
+    for _, p, b in sorted(candidates):
+        if p not in pairs and b not in pairs.values():
+            pairs[p] = b
+    return pairs
+
+
+def rider_object(person: Object3D, bike: Object3D) -> Object3D:
+    """One cyclist from a rider's and a bike's 3D objects: the bike's footprint (centre,
+    length, width, yaw: the rider sits over it), the vertical extent of both."""
+    bottom = min(person.center[2] - person.size[2] / 2, bike.center[2] - bike.size[2] / 2)
+    top = max(person.center[2] + person.size[2] / 2, bike.center[2] + bike.size[2] / 2)
+    centre = np.array([bike.center[0], bike.center[1], (bottom + top) / 2])
+    size = np.array([max(bike.size[0], person.size[0]), max(bike.size[1], person.size[1]),
+                     top - bottom])  # fmt: skip
+    source = "lidar" if "lidar" in (person.source, bike.source) else bike.source
+    return Object3D(centre, size, bike.yaw, source, person.points + bike.points)
+
+
 DUPLICATE_DISTANCE_M = 1.0  # bird's-eye distance between 3D centres ...
 DUPLICATE_OVERLAP_3D = 0.3  # ... with at least this much box overlap
 

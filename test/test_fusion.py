@@ -392,3 +392,27 @@ def test_kitti_raw_lead_car_keeps_one_id():
         f"{switches} id switches"
     )
     assert len(ids) >= 25 and len(set(ids)) == 1 and switches == 0
+
+
+@pytest.mark.parametrize("baseline", [0.0, 44.857])
+def test_camera_only_object_uses_P_for_a_rectified_image(baseline):
+    """A box whose bottom centre is the projection (through P, baseline term included)
+    of a ground point: the camera-only estimate's contact point is that ground point."""
+    from multimodal_perception.fusion.fusion3d import CLASS_SIZE_PRIOR, object_from_camera
+    from multimodal_perception.fusion.projection import project_points
+
+    K = np.array([[721.5, 0, 609.6], [0, 721.5, 172.9], [0, 0, 1]])
+    cam = CameraModel(1242, 375, K, np.zeros(5), np.eye(3),
+                      np.hstack([K, [[baseline], [0.0], [0.0]]]), "plumb_bob")  # fmt: skip
+    T_cam_base = np.eye(4)
+    T_cam_base[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]
+    T_cam_base[:3, 3] = [0.0, 1.65, 0.0]  # camera 1.65 m above the ground (z = 0)
+    ground_point = np.array([[12.0, -1.5, 0.0]])
+    (u, v) = project_points(ground_point, T_cam_base, cam).uv[0]
+    box = np.array([u - 20, v - 60, u + 20, v])
+    obj = object_from_camera(box, "person", cam, np.linalg.inv(T_cam_base))
+    length, _, height = CLASS_SIZE_PRIOR["person"]
+    bearing = np.arctan2(obj.center[1], obj.center[0])
+    contact = obj.center[:2] - length / 2 * np.array([np.cos(bearing), np.sin(bearing)])
+    np.testing.assert_allclose(contact, ground_point[0, :2], atol=1e-6)
+    assert obj.center[2] == pytest.approx(height / 2)
