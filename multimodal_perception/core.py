@@ -35,6 +35,8 @@ from .fusion.objects import (
     deduplicate,
     mask_agreement,
     measurements,
+    pair_riders,
+    rider_object,
 )
 from .fusion.projection import Projection, project_points
 from .fusion.tracking import Track, Tracker, TrackerConfig
@@ -165,6 +167,15 @@ class FrameCore:
         )  # fmt: skip
         kept, duplicates = deduplicate(det.boxes, det.scores, classes, kept, objects)
         objects = {i: objects[i] for i in kept if i in objects}
+        # A rider and their bike: both 2D boxes stay, in 3D one cyclist on the bike's box.
+        riders = pair_riders(det.boxes, classes, kept, objects)
+        object_classes: dict[int, str] = {}
+        for person, bike in riders.items():
+            rider = objects.pop(person, None)
+            if rider is not None:
+                objects[bike] = rider_object(rider, objects[bike]) if bike in objects else rider
+            object_classes[bike] = "cyclist"
+        classes = [object_classes.get(i, c) for i, c in enumerate(classes)]
         radar = {}
         if frame.radar is not None:
             radar = associate_radar(
@@ -178,7 +189,7 @@ class FrameCore:
         scene = build_scene(
             frame, p["frames.base"], det, decisions, kept, objects, radar, tracks,
             self.tracking_frame, self._T_track_base, degraded, self.models.describe(),
-            laps.ms, drivable,
+            laps.ms, drivable, object_classes, riders,
         )  # fmt: skip
         text = describe_scene(scene, p["description.language"])
         laps.lap("describe")
@@ -191,6 +202,8 @@ class FrameCore:
             kept=kept,
             duplicates=duplicates,
             objects=objects,
+            object_classes=object_classes,
+            riders=riders,
             radar=radar,
             tracks=tracks,
             tracking_frame=self.tracking_frame,

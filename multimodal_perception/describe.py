@@ -94,6 +94,7 @@ SCENE_SCHEMA: dict[str, Any] = {
                             "evidence": _NULLABLE_NUMBER,
                         },
                     },
+                    "rider_box_2d": {"type": "array", "items": {"type": "number"}},
                     "box_2d": {
                         "type": "array",
                         "items": {"type": "number"},

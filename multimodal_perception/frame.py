@@ -97,6 +97,8 @@ class FrameResult:
     timings_ms: dict[str, float]
     unwanted: int = 0  # detections of classes not in detector.classes
     degraded: tuple[str, ...] = ()
+    object_classes: dict[int, str] = field(default_factory=dict)  # 3D class, where not the box's
+    riders: dict[int, int] = field(default_factory=dict)  # person box -> the bike box it rides
     lidar_uv: np.ndarray | None = None  # projected lidar points (overlays)
     lidar_depth: np.ndarray | None = None
     radar_uv: np.ndarray | None = None

@@ -81,11 +81,19 @@ def build_scene(
     models: dict[str, Any],
     latency_ms: dict[str, float],
     drivable: dict[str, Any] | None = None,
+    object_classes: dict[int, str] | None = None,
+    riders: dict[int, int] | None = None,
 ) -> dict[str, Any]:
+    """One entry per kept box, except a rider's person box: the rider and their bike are
+    one object (class ``cyclist``, on the bike's box, ``rider_box_2d`` the person's)."""
+    object_classes, riders = object_classes or {}, riders or {}
+    rider_of = {bike: person for person, bike in riders.items()}
     R_base_track = T_track_base[:3, :3].T
     over_ground = tracking_frame != base_frame
     objs = []
     for i in kept:
+        if i in riders:
+            continue
         d = decisions[i]
         obj = objects.get(i)
         track = tracks.get(i)
@@ -99,7 +107,7 @@ def build_scene(
             {
                 "track_id": track.track_id if track is not None else None,
                 "confirmed": bool(track is not None and track.confirmed),
-                "class": detections.class_names[detections.class_ids[i]],
+                "class": object_classes.get(i, detections.class_names[detections.class_ids[i]]),
                 "score": round(float(detections.scores[i]), 4),
                 "consistency": {
                     "reason": d.reason,
@@ -109,6 +117,11 @@ def build_scene(
                     "evidence": _num(d.evidence),
                 },
                 "box_2d": [round(float(v), 2) for v in detections.boxes[i]],
+                **(
+                    {"rider_box_2d": [round(float(v), 2) for v in detections.boxes[rider_of[i]]]}
+                    if i in rider_of
+                    else {}
+                ),
                 "center": [round(float(v), 3) for v in obj.center] if obj else None,
                 "size": [round(float(v), 3) for v in obj.size] if obj else None,
                 "yaw": round(float(obj.yaw), 4) if obj else None,

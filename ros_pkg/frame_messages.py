@@ -75,7 +75,7 @@ def encode_frame(
     centers = np.array([result.objects[i].center for i in with3d]).reshape(-1, 3)
     sizes = np.array([result.objects[i].size for i in with3d]).reshape(-1, 3)
     yaws = np.array([result.objects[i].yaw for i in with3d])
-    labels = [names[det.class_ids[i]] for i in with3d]
+    labels = [result.object_classes.get(i, names[det.class_ids[i]]) for i in with3d]
     track_ids = [track_id(i) for i in with3d]
     boxes3d = out.detection3d_array(
         f,

@@ -80,3 +80,41 @@ def test_view_of_delft_riders_pair_with_their_cyclist_box():
     print(f"riders paired {paired_riders}/{riders}, pedestrians {paired_pedestrians}/{pedestrians}")
     assert riders >= 5 and paired_riders == riders
     assert paired_pedestrians <= 0.2 * pedestrians
+
+
+@pytest.mark.real_data
+def test_riders_in_view_of_delft_become_one_cyclist_each_with_both_boxes_kept(tmp_path):
+    """The pipeline on the VoD frames (riders among parked bikes): each paired rider is
+    one 3D cyclist with the person's box named, and both 2D boxes are still published."""
+    import json
+
+    from conftest import DATA, MODELS
+    from multimodal_perception.bagbuild import build_real_bag
+    from multimodal_perception.replay import replay
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+    from multimodal_perception.ros_pkg.outputs import detection2d_array_to_arrays
+
+    need_data("view_of_delft")
+    if not (MODELS / "yolox_nano_416").is_dir():
+        pytest.skip(f"real models absent ({MODELS})")
+    build_real_bag("vod", DATA, tmp_path / "vod")
+    replay([tmp_path / "vod"], tmp_path / "out", pictures=0, progress=False,
+           overrides={"models.directory": str(MODELS), "detector.tiling": True})  # fmt: skip
+    out = tmp_path / "out" / "output.mcap"
+    scenes = [json.loads(r.msg.data) for r in iter_bag(out, ["/multimodal_perception/scene"])]
+    cyclists = [o for s in scenes for o in s["objects"] if o["class"] == "cyclist"]
+    assert cyclists and all("rider_box_2d" in o for o in cyclists)
+    labels3d = [
+        d.results[0].hypothesis.class_id
+        for r in iter_bag(out, ["/multimodal_perception/objects_3d"])
+        for d in r.msg.detections
+    ]
+    assert labels3d.count("cyclist") == len(cyclists)
+    kept2d = [
+        c
+        for r in iter_bag(out, ["/multimodal_perception/detections_2d"])
+        for c in detection2d_array_to_arrays(r.msg).class_ids
+    ]
+    assert kept2d.count("person") >= len(cyclists) and kept2d.count("bicycle") + kept2d.count(
+        "motorcycle"
+    ) >= len(cyclists)
