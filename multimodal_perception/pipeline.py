@@ -146,8 +146,13 @@ class Pipeline:
             return groups
 
     def advance(self, clock_ns: int) -> list[SyncGroup]:
-        """The ROS clock moved on with no message: frames whose partners timed out."""
+        """The ROS clock moved on with no message: frames whose partners timed out. Only
+        while the ROS clock and the header stamps agree (within sync.max_age): a driver
+        stamping with its own device clock must not time every frame out at once."""
         with self.lock:
+            newest = self.sync.clock
+            if newest is None or not 0 < clock_ns - newest <= self.sync.config.max_age_ns:
+                return []
             return self.sync.advance(clock_ns)
 
     def flush(self) -> list[SyncGroup]:

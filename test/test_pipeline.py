@@ -366,3 +366,19 @@ def test_overlays_draw_rejected_boxes_with_their_reason():
     edge = drawn[20, 20:120]  # the top edge: dashes, not a solid line
     assert 0.4 < (edge.sum(axis=1) > 0).mean() < 0.95
     assert drawn[82:96, 20:120].any()  # the reason under the box
+
+
+def test_the_ros_clock_advances_sync_only_when_it_agrees_with_header_time():
+    pipeline = _pipeline()
+    groups = []
+    for rec in iter_bag(SHIPPED):
+        if rec.topic in ("/lidar/points", "/radar/points"):
+            continue  # partners never come: frames wait for their timeout
+        groups += pipeline.ingest(rec.topic, rec.msg)
+        if pipeline.sync.pending()["camera"] >= 1:
+            break
+    newest = pipeline.sync.clock
+    assert pipeline.advance(newest + 10**18) == []  # a device clock decades ahead: ignored
+    assert pipeline.advance(newest + 50_000_000) == []  # within the timeout: still waiting
+    emitted = pipeline.advance(newest + 400_000_000)  # past the 150 ms timeout
+    assert emitted and emitted[0].missing == ("lidar", "radar")
