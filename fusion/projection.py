@@ -143,16 +143,7 @@ def frustum_candidates(
         return rows[ok]
     x, y, z = sub @ R[0] + t[0], sub @ R[1] + t[1], sub @ R[2] + t[2]
     if camera.is_distorted:
-        r2 = (
-            _fov_radius2(
-                camera.width,
-                camera.height,
-                camera.K.tobytes(),
-                camera.D.tobytes(),
-                camera.distortion_model,
-            )
-            * 1.21
-        )
+        r2 = _distorted_fov_limit2(camera)
         r = np.sqrt(r2) + slack
         ok = x * x + y * y <= (r * r) * (z * z)
     else:
@@ -160,6 +151,13 @@ def frustum_candidates(
         ok = (x >= (x0 - slack) * z) & (x <= (x1 + slack) * z)
         ok &= (y >= (y0 - slack) * z) & (y <= (y1 + slack) * z)
     return rows[ok]
+
+
+def _distorted_fov_limit2(camera: CameraModel) -> float:
+    """Squared normalised radius beyond which a distorted camera's model is not trusted:
+    the image's field of view with a 10 % margin (1.1 squared)."""
+    K, D = camera.K.tobytes(), camera.D.tobytes()
+    return _fov_radius2(camera.width, camera.height, K, D, camera.distortion_model) * 1.21
 
 
 def project_points(
@@ -188,16 +186,7 @@ def project_points(
     else:
         x, y = cam[:, 0] / cam[:, 2], cam[:, 1] / cam[:, 2]
         if camera.is_distorted:
-            limit = (
-                _fov_radius2(
-                    camera.width,
-                    camera.height,
-                    camera.K.tobytes(),
-                    camera.D.tobytes(),
-                    camera.distortion_model,
-                )
-                * 1.21
-            )
+            limit = _distorted_fov_limit2(camera)
             keep = x * x + y * y <= limit
             front, x, y, cam = front[keep], x[keep], y[keep], cam[keep]
             x, y = distort(x, y, camera.distortion_model, camera.D)
