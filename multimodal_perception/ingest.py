@@ -171,8 +171,3 @@ class Ingest:
     def count(self, topic: str, outcome: str, delta: int = 1) -> None:
         """An outcome decided after decoding (``received`` unchanged)."""
         self.stats[topic].outcomes[outcome] += delta
-
-    def count_dropped(self, topic: str, reason: str) -> None:
-        """A message dropped before decoding (e.g. by a transport queue)."""
-        self.stats[topic].received += 1
-        self.stats[topic].outcomes[reason] += 1

@@ -198,11 +198,6 @@ class Pipeline:
             self.ingest_stage.count(group.anchor[0], "used", -1)
             self.ingest_stage.count(group.anchor[0], "superseded_by_newer_frame")
 
-    def count_dropped(self, topic: str, reason: str) -> None:
-        """A message dropped before the pipeline saw it (e.g. by a transport queue)."""
-        with self.lock:
-            self.ingest_stage.count_dropped(topic, reason)
-
     def _align_config(self) -> AlignConfig:
         p = self.params
         return AlignConfig(
