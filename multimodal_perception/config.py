@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from .fusion.consistency import CLASS_MAPS
-from .fusion.sync import SensorWindow, SyncConfig
 
 
 @dataclass(frozen=True)
@@ -130,6 +129,39 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Message type on topics.radar",
         choices=("PointCloud2", "RadarScan", "RadarTracks"),
     ),
+    ParamSpec(
+        "cameras.names",
+        "",
+        "Camera rig: comma-separated camera names ('' = one camera on topics.camera*); each "
+        "is a frame anchor with its own partners, outputs under <output ns>/<name>/",
+    ),
+    ParamSpec(
+        "cameras.image_topic",
+        "/cameras/{name}/image_raw",
+        "sensor_msgs/Image topic of each rig camera ({name} = the camera)",
+    ),
+    ParamSpec(
+        "cameras.compressed_topic",
+        "/cameras/{name}/image_raw/compressed",
+        "sensor_msgs/CompressedImage topic of each rig camera",
+    ),
+    ParamSpec(
+        "cameras.info_topic",
+        "/cameras/{name}/camera_info",
+        "sensor_msgs/CameraInfo topic of each rig camera",
+    ),
+    ParamSpec(
+        "cameras.merged_on",
+        "",
+        "Rig camera whose frames publish the merged (all-camera) scene ('' = the first)",
+    ),
+    ParamSpec(
+        "cameras.merge_window_ms",
+        250.0,
+        "Merged scene: a camera's objects are included while its newest frame is this recent",
+        1.0,
+        5000.0,
+    ),
     ParamSpec("topics.tf", "/tf", "tf2_msgs/TFMessage"),
     ParamSpec("topics.tf_static", "/tf_static", "tf2_msgs/TFMessage, latched"),
     ParamSpec("frames.base", "base_link", "Vehicle frame of 3D outputs (REP 105)"),
@@ -212,6 +244,27 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period (ROS time)", 0.1, 60.0),
     ParamSpec("inspection.zones_file", "", "YAML file of inspection zones and rules ('' = none)"),
     ParamSpec(
+        "open_vocab.model_dir",
+        "",
+        "CLIP ONNX directory (image_encoder.onnx, text_encoder.onnx, tokenizer.json, "
+        "manifest.json with sha256) for open-vocabulary findings ('' = off)",
+    ),
+    ParamSpec(
+        "open_vocab.prompts",
+        "",
+        "Comma-separated things to look for (e.g. 'a spill on the floor,an open cabinet door')",
+    ),
+    ParamSpec("open_vocab.min_score", 0.3, "A prompt's score needed for a finding", 0.0, 1.0),
+    ParamSpec(
+        "open_vocab.max_box_score",
+        0.5,
+        "Detector boxes below this score (or of no wanted class) are scored against the prompts",
+        0.0,
+        1.0,
+    ),
+    ParamSpec("open_vocab.zones", True, "Score each inspection zone's image region too"),
+    ParamSpec("open_vocab.rate_hz", 1.0, "Open-vocabulary scoring at most this often", 0.01, 30.0),
+    ParamSpec(
         "qos.reliability",
         "best_effort",
         "Sensor subscriptions: best_effort (SensorData QoS) or reliable",
@@ -220,14 +273,40 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("qos.depth", 5, "Sensor subscription queue depth", 1, 100),
 )
 SPECS = {p.name: p for p in PARAMETERS}
+# Per-camera overrides, ``cameras.<name>.<field>``: declared for each name in cameras.names.
+CAMERA_FIELDS: tuple[ParamSpec, ...] = (
+    ParamSpec("image_topic", "", "This camera's Image topic ('' = cameras.image_topic)"),
+    ParamSpec("compressed_topic", "", "Its CompressedImage topic ('' = the pattern)"),
+    ParamSpec("info_topic", "", "Its CameraInfo topic ('' = cameras.info_topic)"),
+    ParamSpec("score_threshold", -1.0, "Its detector score threshold (-1 = global)", -1.0, 1.0),
+)
 
 
 class ParameterError(ValueError):
     """A parameter value outside its type, range or choices."""
 
 
+def camera_specs(camera: str) -> list[ParamSpec]:
+    """The override parameters of one rig camera."""
+    return [
+        ParamSpec(f"cameras.{camera}.{f.name}", f.default, f.description, f.min, f.max)
+        for f in CAMERA_FIELDS
+    ]
+
+
+def _spec(name: str) -> ParamSpec | None:
+    if name in SPECS:
+        return SPECS[name]
+    parts = name.split(".")
+    if len(parts) == 3 and parts[0] == "cameras" and parts[1]:
+        field = next((f for f in CAMERA_FIELDS if f.name == parts[2]), None)
+        if field is not None:
+            return ParamSpec(name, field.default, field.description, field.min, field.max)
+    return None
+
+
 def validate(name: str, value: Any) -> Any:
-    spec = SPECS.get(name)
+    spec = _spec(name)
     if spec is None:
         close = difflib.get_close_matches(name, SPECS, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -297,31 +376,3 @@ def load_parameters(path: str | Path | None = None) -> Parameters:
         except ParameterError as exc:
             raise ParameterError(f"{path}: {exc}") from None
     return params
-
-
-def sync_config(params: Parameters) -> SyncConfig:
-    anchor = params["sync.anchor"]
-    rates = {s: params[f"sensors.{s}.rate_hz"] for s in ("camera", "lidar", "radar")}
-
-    def offset(sensor: str) -> float:
-        return 0.0 if sensor == "camera" else params[f"sensors.{sensor}.offset_ms"]
-
-    windows = {}
-    for sensor in ("camera", "lidar", "radar"):
-        if sensor == anchor:
-            continue
-        skew = -1.0 if sensor == "camera" else params[f"sensors.{sensor}.max_skew_ms"]
-        if skew < 0:
-            skew = 500.0 / rates[sensor]
-        windows[sensor] = SensorWindow(
-            round((offset(sensor) - offset(anchor)) * MS), round(skew * MS)
-        )
-    return SyncConfig(
-        anchor=anchor,
-        windows=windows,
-        timeout_ns=round(params["sync.timeout_ms"] * MS),
-        max_buffer=int(params["sync.max_buffer"]),
-        max_age_ns=round(params["sync.max_age_ms"] * MS),
-        time_jump_ns=round(params["sync.time_jump_ms"] * MS),
-        reorder_tolerance_ns=round(params["sync.reorder_tolerance_ms"] * MS),
-    )

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .accounting import account, diagnostics_statuses
-from .config import Parameters, sync_config
+from .config import Parameters
+from .rig import sync_config
 from .core import FrameCore
 from .frame import FrameResult
 from .fusion.alignment import AlignConfig, NoCameraError, align

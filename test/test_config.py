@@ -10,8 +10,8 @@ from multimodal_perception.config import (
     ParameterError,
     defaults,
     load_parameters,
-    sync_config,
 )
+from multimodal_perception.rig import sync_config
 
 YAML = REPO / "config" / "perception.yaml"
 
