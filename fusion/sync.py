@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -106,6 +107,9 @@ class Synchronizer:
         self.key_counts: dict[str, Counter[Outcome]] = defaultdict(Counter)
         self.received: Counter[str] = Counter()
         self.resets = 0
+        # Called with (sensor, message, outcome) as each message's outcome is decided (a
+        # camera rig combines its synchronisers' outcomes for a shared lidar or radar).
+        self.observer: Callable[[str, Any, Outcome], None] | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -123,6 +127,8 @@ class Synchronizer:
     def _count(self, sensor: str, entry: _Entry, outcome: Outcome) -> None:
         self.counts[sensor][outcome] += 1
         self.key_counts[entry.key][outcome] += 1
+        if self.observer is not None:
+            self.observer(sensor, entry.msg, outcome)
 
     def push(self, sensor: str, stamp_ns: int, msg: Any, key: str | None = None) -> list[SyncGroup]:
         """Add one message; returns the frames that became complete (in stamp order).

@@ -6,12 +6,19 @@ by 3D fusion, and radial velocity when radar saw the object: a linear measuremen
 Hungarian method (scipy's linear_sum_assignment) on Mahalanobis-gated distance in metres. Tracks
 are born tentative, confirmed after ``confirm_hits`` hits, and deleted after
 ``max_missed_s`` seconds unseen; ids are stable integers, never reused. Time is the
-frame's header stamp; a step backwards resets the tracker.
+frame's header stamp; a step backwards by more than ``max_out_of_order_s`` resets the
+tracker, a smaller one (a rig's cameras are triggered at different times and finish in
+any order) is folded in by predicting back to that stamp.
+
+With several cameras one tracker serves them all (objects are associated in 3D, so one
+physical object seen by two cameras is one track); ``step`` then takes the camera's
+``observable`` predicate: only tracks that camera could see count a miss.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +50,7 @@ class TrackerConfig:
     radial_velocity_noise: float = 0.3  # m/s
     merge_distance_m: float = 1.0
     merge_speed_mps: float = 1.0
+    max_out_of_order_s: float = 0.5
 
 
 @dataclass
@@ -90,6 +98,11 @@ class Tracker:
     resets: int = 0
     # After each step: the track of each measurement, in the order given.
     assignment: list[Track] = field(default_factory=list)
+
+    @property
+    def stamp(self) -> int | None:
+        """The stamp the tracks' states are at (the last step's)."""
+        return self._stamp
 
     def reset(self) -> None:
         """Forget every track (time went backwards, or the tracking frame changed); ids
@@ -182,12 +195,22 @@ class Tracker:
                     owner[j] = twin
         return keep
 
-    def step(self, stamp: int, measurements: list[Measurement]) -> list[Track]:
+    def step(
+        self,
+        stamp: int,
+        measurements: list[Measurement],
+        observable: Callable[[Track], bool] | None = None,
+    ) -> list[Track]:
         """Advance to ``stamp`` and fold in its measurements; returns the confirmed tracks
-        seen in this frame (and coasting ones are kept internally)."""
-        if self._stamp is not None and stamp < self._stamp:
+        seen in this frame (and coasting ones are kept internally). ``observable``: which
+        tracks this frame's sensor could have seen (default all); the others coast
+        without a miss."""
+        if self._stamp is not None and stamp < self._stamp - self.config.max_out_of_order_s * 1e9:
             self.tracks.clear()
             self.resets += 1
+        # A small step back (another camera's earlier frame finished later) predicts the
+        # tracks back to its stamp: the mean moves with the velocity, the process noise
+        # still grows, and the next frame predicts forward again.
         dt = 0.0 if self._stamp is None else (stamp - self._stamp) / 1e9
         self._stamp = stamp
         for t in self.tracks:
@@ -239,12 +262,13 @@ class Tracker:
                 owner[mi[c]] = track
         survivors = []
         for i, t in enumerate(self.tracks):
-            if i not in matched_tracks:
+            in_view = observable is None or observable(t)
+            if i not in matched_tracks and in_view:
                 t.missed += 1
                 t.existence = max(0.0, t.existence - 0.25)
                 t.payload = None
             if (stamp - t.last_stamp) / 1e9 <= self.config.max_missed_s and (
-                t.confirmed or i in matched_tracks
+                t.confirmed or i in matched_tracks or not in_view
             ):
                 survivors.append(t)
         for j, m in enumerate(measurements):

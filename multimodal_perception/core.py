@@ -10,10 +10,12 @@ injected clock). The stages, in order, each owned by its module:
                   fusion.box_evidence    (lidar and radar evidence per box)
 5. fuse 3D        fusion.objects         a 3D object per kept box, duplicates merged,
                                          radar returns associated
-6. track          fusion.tracking        Kalman + Hungarian in the fixed frame
+6. track          tracking_stage         Kalman + Hungarian in the fixed frame
+                  (fusion.tracking)
 7. describe       scene, describe        the scene (mmp.scene/1) and its text
 
-State across frames: the tracker and the frame it tracks in. Everything else is per frame.
+State across frames: the tracking stage (tracker and the frame it tracks in). A camera rig
+runs one core per camera, all sharing one tracking stage. Everything else is per frame.
 """
 
 from __future__ import annotations
@@ -34,16 +36,16 @@ from .fusion.objects import (
     build_objects,
     deduplicate,
     mask_agreement,
-    measurements,
     pair_riders,
     rider_object,
 )
 from .fusion.projection import Projection, project_points
-from .fusion.tracking import Track, Tracker, TrackerConfig
+from .fusion.tracking import Tracker
 from .perception.detector import Detections
 from .perception.segmenter import Segmentation
 from .perception.stack import ModelStack
 from .scene import build_scene
+from .tracking_stage import TrackingStage
 
 
 def filter_config(p: Parameters, label_space: str) -> FilterConfig:
@@ -63,19 +65,16 @@ def filter_config(p: Parameters, label_space: str) -> FilterConfig:
     )
 
 
-def tracker_config(p: Parameters) -> TrackerConfig:
-    return TrackerConfig(
-        confirm_hits=int(p["tracking.confirm_hits"]),
-        max_missed_s=float(p["tracking.max_missed_s"]),
-    )
-
-
-def select_classes(det: Detections, wanted: set[str]) -> tuple[Detections, int]:
-    """The detections of the wanted classes (all when ``wanted`` is empty), and how many
-    were left out."""
-    if not wanted:
+def select_classes(
+    det: Detections, wanted: set[str], min_score: float = -1.0
+) -> tuple[Detections, int]:
+    """The detections of the wanted classes (all when ``wanted`` is empty) scoring at
+    least ``min_score`` (a rig camera's own threshold), and how many were left out."""
+    if not wanted and min_score < 0:
         return det, 0
-    keep = np.array([det.class_names[c] in wanted for c in det.class_ids], dtype=bool)
+    keep = det.scores >= min_score
+    if wanted:
+        keep &= np.array([det.class_names[c] in wanted for c in det.class_ids], dtype=bool)
     return (
         Detections(det.boxes[keep], det.scores[keep], det.class_ids[keep], det.class_names),
         int((~keep).sum()),
@@ -100,7 +99,11 @@ class FrameCore:
         params: Parameters,
         models: ModelStack,
         clock: Callable[[], float] = time.perf_counter,
+        tracking: TrackingStage | None = None,
+        min_score: float = -1.0,
     ) -> None:
+        """``tracking``: a rig's shared tracking stage (default: this core's own);
+        ``min_score``: a rig camera's detector threshold (-1: the global one)."""
         self.params = params
         self.models = models
         self.clock = clock
@@ -109,10 +112,13 @@ class FrameCore:
             models.segmenter.class_names if models.segmenter else (),
             filter_config(params, models.label_space),
         )
-        self.tracker = Tracker(tracker_config(params))
-        self.tracking_frame = params["frames.base"]
-        self._T_track_base = np.eye(4)
-        self._last_odometry_ns: int | None = None
+        self.shared_tracking = tracking is not None
+        self.tracking = tracking if tracking is not None else TrackingStage(params)
+        self.min_score = min_score
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.tracking.tracker
 
     def update_parameters(self, params: Parameters) -> None:
         """Run-time changes: filter thresholds, score threshold, tracking, description."""
@@ -120,12 +126,11 @@ class FrameCore:
         self.filter.config = filter_config(params, self.filter.config.label_space)
         if params["detector.score_threshold"] >= 0:
             self.models.detector.set_score_threshold(params["detector.score_threshold"])
-        self.tracker.config = tracker_config(params)
+        self.tracking.update_parameters(params)
 
     def reset_time(self) -> None:
         """Header time went backwards: drop the tracks, keep the ids unique."""
-        self.tracker.reset()
-        self._last_odometry_ns = None
+        self.tracking.reset()
 
     @property
     def wanted(self) -> set[str]:
@@ -139,7 +144,9 @@ class FrameCore:
         # In parallel the segmenter runs on the stack's worker while this thread detects;
         # its lap is then the time waited for it after the detector.
         pending = self.models.start_segmenter(frame.image)
-        det, unwanted = select_classes(self.models.detector(frame.image), self.wanted)
+        det, unwanted = select_classes(
+            self.models.detector(frame.image), self.wanted, self.min_score
+        )
         laps.lap("detector")
         if pending is not None:
             seg = pending.result()
@@ -184,11 +191,13 @@ class FrameCore:
                 float(p["fusion.radar_gate_m"]), radar_proj,
             )  # fmt: skip
         laps.lap("fusion3d")
-        tracks = self._track(frame, det, classes, kept, objects, radar, degraded)
+        tracks = self.tracking.step(
+            frame, classes, det.scores, kept, objects, radar, degraded, self.shared_tracking
+        )
         laps.lap("tracking")
         scene = build_scene(
             frame, p["frames.base"], det, decisions, kept, objects, radar, tracks,
-            self.tracking_frame, self._T_track_base, degraded, self.models.describe(),
+            self.tracking.frame, self.tracking.T_track_base, degraded, self.models.describe(),
             laps.ms, drivable, object_classes, riders,
         )  # fmt: skip
         text = describe_scene(scene, p["description.language"])
@@ -206,7 +215,7 @@ class FrameCore:
             riders=riders,
             radar=radar,
             tracks=tracks,
-            tracking_frame=self.tracking_frame,
+            tracking_frame=self.tracking.frame,
             segmentation=seg,
             scene=scene,
             text=text,
@@ -249,30 +258,3 @@ class FrameCore:
         return self.filter.decide(
             det.boxes, det.class_ids, labels, (width, height), lidar_ev, radar_ev
         )
-
-    def _track(self, frame, det, classes, kept, objects, radar, degraded) -> dict[int, Track]:
-        """Track in the fixed frame while odometry lasts. A frame without odometry leaves
-        the tracker where it is (its tracks coast) unless odometry has been gone longer
-        than a track lives; then tracking restarts in base_link, with new ids."""
-        base, fixed = self.params["frames.base"], self.params["frames.fixed"]
-        stamp = frame.stamp_ns
-        if frame.T_fixed_base is not None:
-            if self.tracking_frame != fixed and self.tracker.tracks:
-                self.tracker.reset()  # positions in base_link mean nothing in odom
-            self.tracking_frame, self._T_track_base = fixed, frame.T_fixed_base
-            self._last_odometry_ns = stamp
-        else:
-            degraded.append("no_odometry")
-            lost_ns = self.tracker.config.max_missed_s * 1e9
-            recent = (
-                self._last_odometry_ns is not None and stamp - self._last_odometry_ns <= lost_ns
-            )
-            if self.tracking_frame == fixed and recent:
-                return {}
-            if self.tracking_frame != base and self.tracker.tracks:
-                self.tracker.reset()
-            self.tracking_frame, self._T_track_base = base, np.eye(4)
-        ids = [i for i in kept if i in objects]
-        ms = measurements(ids, objects, classes, det.scores, radar, self._T_track_base)
-        self.tracker.step(stamp, ms)
-        return dict(zip(ids, self.tracker.assignment, strict=True))

@@ -19,6 +19,7 @@ import numpy as np
 
 from .config import Parameters
 from .fusion.transforms import TransformError
+from .rig import rig_cameras
 from .ros_pkg.camera_info import CameraModel, camera_info_to_model
 from .ros_pkg.errors import MessageError
 from .ros_pkg.image import compressed_to_bgr8, image_to_bgr8
@@ -78,10 +79,18 @@ class TopicStats:
 
 
 def topic_roles(p: Parameters) -> dict[str, str]:
+    """Input topic -> role; every camera of a rig (``cameras.names``) has its own three."""
+    cameras = {}
+    for cam in rig_cameras(p):
+        cameras.update(
+            {
+                cam.image_topic: "camera",
+                cam.compressed_topic: "camera",
+                cam.info_topic: "camera_info",
+            }
+        )
     return {
-        p["topics.camera"]: "camera",
-        p["topics.camera_compressed"]: "camera",
-        p["topics.camera_info"]: "camera_info",
+        **cameras,
         p["topics.lidar"]: "lidar",
         p["topics.radar"]: "radar",
         p["topics.tf"]: "tf",

@@ -10,6 +10,12 @@ stage by stage:
     encode   (ros_pkg.frame_messages) FrameResult -> output messages
     report   (accounting)             diagnostics, per-topic accounting
 
+A camera rig (``cameras.names``) runs the same path per camera: each camera message
+anchors a frame with its own lidar and radar partners (``fusion.rig_sync``), one
+``FrameCore`` per camera with one shared tracking stage, outputs under the camera's name
+(``front/detections_2d``); on the merging camera's frames the merged scene of all cameras
+(``rig_merge``) goes out on ``scene``, ``scene_text`` and ``objects_3d``.
+
 ``process`` runs them all for one message (replay). The node splits it: ``ingest`` in the
 subscription callbacks (cheap; returns the groups that became complete) and ``run`` on its
 compute thread. Accounting is guarded by ``lock``, so the two threads may call in.
@@ -27,10 +33,11 @@ from typing import Any
 
 from .accounting import account, diagnostics_statuses
 from .config import Parameters
-from .rig import sync_config
 from .core import FrameCore
+from .describe import describe_scene
 from .frame import FrameResult
 from .fusion.alignment import AlignConfig, NoCameraError, align
+from .fusion.rig_sync import RigSynchronizer
 from .fusion.sync import SyncGroup, Synchronizer
 from .fusion.transforms import TransformBuffer, TransformSource
 from .ingest import Ingest
@@ -38,10 +45,13 @@ from .inspection import Inspection
 from .perception.multimodal_worker import MultimodalResult
 from .perception.scene_qa import SceneQA, make_worker
 from .perception.stack import ModelStack, load_models
+from .rig import RigCamera, merged_camera, rig_cameras, sync_config
+from .rig_merge import RigMerger
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 from .ros_pkg.factory import MessageFactory
-from .ros_pkg.frame_messages import Output, encode_frame, rejection_ids
+from .ros_pkg.frame_messages import Output, encode_frame, encode_scene_objects, rejection_ids
+from .tracking_stage import TrackingStage
 
 log = logging.getLogger("multimodal_perception.pipeline")
 
@@ -64,13 +74,35 @@ class Pipeline:
         self.clock = clock
         self.lock = threading.RLock()
         self.ingest_stage = Ingest(params)
-        self.sync = Synchronizer(sync_config(params))
+        self.cameras = rig_cameras(params)
+        self.camera_of: dict[str, RigCamera] = {
+            t: cam
+            for cam in self.cameras
+            for t in (cam.image_topic, cam.compressed_topic, cam.info_topic)
+        }
+        self.rig = bool(self.cameras[0].name)
+        self.sync: Synchronizer | RigSynchronizer = (
+            RigSynchronizer(
+                sync_config(params),
+                {t: c.name for c in self.cameras for t in (c.image_topic, c.compressed_topic)},
+            )
+            if self.rig
+            else Synchronizer(sync_config(params))
+        )
         # Replay feeds /tf into its own buffer; the node passes tf2_ros or its own listener.
         self.tf: TransformSource = transforms if transforms is not None else TransformBuffer()
         self._tf_owned = transforms is None
-        self.camera_model: CameraModel | None = None
+        self.camera_models: dict[str, CameraModel] = {}  # rig camera name ('' alone) ->
         self.models = models if models is not None else load_models(params)  # batch: preloaded
-        self.core = FrameCore(params, self.models, clock)
+        shared = TrackingStage(params) if self.rig else None
+        self.cores = {
+            cam.name: FrameCore(params, self.models, clock, shared, cam.score_threshold)
+            for cam in self.cameras
+        }
+        self.core = self.cores[self.cameras[0].name]
+        self.tracking = self.core.tracking
+        window_ns = round(params["cameras.merge_window_ms"] * 1e6)
+        self.merger = RigMerger([c.name for c in self.cameras], merged_camera(params), window_ns)
         self.qa = SceneQA(make_worker(params))
         zones = params["inspection.zones_file"]
         self.inspection = Inspection(zones) if zones else None
@@ -89,6 +121,7 @@ class Pipeline:
         self.diagnostics_on_frames = True
         self.keep_results = False  # tests set it to collect every FrameResult
         self.results: list[FrameResult] = []
+        self.merged_scenes: list[dict[str, Any]] = []  # a rig's, with keep_results
         self._label_info_sent = False
         self._last_diag_ns: int | None = None
 
@@ -108,6 +141,11 @@ class Pipeline:
     @property
     def multimodal(self) -> Any:
         return self.qa.worker
+
+    @property
+    def camera_model(self) -> CameraModel | None:
+        """The (first) camera's calibration."""
+        return self.camera_models.get(self.cameras[0].name)
 
     def inputs(self) -> dict[str, str]:
         """Input topic -> role."""
@@ -136,7 +174,7 @@ class Pipeline:
                         self.tf.set_transform(t, static=decoded.role == "tf_static")
                 return []
             if decoded.role == "camera_info":
-                self.camera_model = decoded.payload
+                self.camera_models[self.camera_of[topic].name] = decoded.payload
                 return []
             prior_resets = self.sync.resets
             groups = self.sync.push(
@@ -171,15 +209,18 @@ class Pipeline:
     def run(self, group: SyncGroup) -> list[Output]:
         """Align, run the core, encode: one frame's outputs (none if it failed, counted)."""
         topic = group.anchor[0]
+        # Another sensor may anchor the frames of a one-camera setup.
+        camera = self.camera_of.get(topic, self.cameras[0])
         try:
             t0 = self.clock()
-            frame = align(group, self.tf, self.camera_model, self._align_config())
+            model = self.camera_models.get(camera.name)
+            frame = align(group, self.tf, model, self._align_config())
             align_ms = (self.clock() - t0) * 1e3
-            result = self.core.step(frame)
+            result = self.cores[camera.name].step(frame)
             result.timings_ms["align"] = align_ms
             if frame.notes:
                 self.degraded_detail = frame.notes[-1]
-            return self._frame_outputs(result)
+            return self._frame_outputs(result, camera)
         except NoCameraError as exc:
             log.info("%s", exc)
             with self.lock:
@@ -212,9 +253,11 @@ class Pipeline:
         log.warning("header time went backwards: synchroniser, tracks and tf history reset")
         if self._tf_owned:
             self.tf.clear()
-        self.core.reset_time()
+        for core in self.cores.values():  # a rig's cores share one tracking stage
+            core.reset_time()
+        self.merger.reset()
 
-    def _frame_outputs(self, result: FrameResult) -> list[Output]:
+    def _frame_outputs(self, result: FrameResult, camera: RigCamera) -> list[Output]:
         p = self.params
         with self.lock:
             for name, ms in result.timings_ms.items():
@@ -231,13 +274,24 @@ class Pipeline:
                 ] += 1
             if self.keep_results:
                 self.results.append(result)
+        # A rig: on the merging camera's frames, the scene of every camera together.
+        merged = None
+        if self.rig and self.merger.add(camera.name, result):
+            merged = self.merger.merged_scene(result, self.tracking)
+            if self.keep_results:
+                self.merged_scenes.append(merged)
         events = []
-        if self.inspection is not None:
+        if self.inspection is not None and not self.rig:
             events = self.inspection.step(result, self.tf, p["frames.base"])
             result.scene["events"] = self.inspection.active()
+        elif self.inspection is not None and merged is not None:
+            tracks = {t.track_id: t for t in self.tracking.tracker.tracks}
+            events = self.inspection.step_scene(merged, tracks, self.tf, p["frames.base"])
+            merged["events"] = self.inspection.active()
         if self.keep_debug:
             self.last_result = result
-        self.qa.offer(result.stamp_ns, result.image, result.scene)
+        if not self.rig or merged is not None:
+            self.qa.offer(result.stamp_ns, result.image, merged or result.scene)
         outputs = encode_frame(
             result,
             self.factory,
@@ -246,6 +300,11 @@ class Pipeline:
             segmentation=bool(p["output.segmentation"]),
             debug_image=self.overlay(result) if p["output.debug_image"] else None,
         )
+        if self.rig:
+            outputs = [Output(camera.output(o.topic), o.msg, o.stamp_ns) for o in outputs]
+        if merged is not None:
+            text = describe_scene(merged, p["description.language"])
+            outputs += encode_scene_objects(merged, text, self.factory, p["frames.base"])
         for event in events:
             text = json.dumps(event, sort_keys=True)
             outputs.append(Output("events", out.string_msg(self.factory, text), result.stamp_ns))

@@ -4,7 +4,9 @@
 namespace): ``detections_2d`` (kept boxes, ids = track ids), ``rejected_2d`` (every other
 detector box, id = ``reason:evidence`` or ``duplicate_of:<box>``), ``objects_3d``,
 ``markers``, ``scene`` (JSON), ``scene_text``, ``segmentation`` and ``debug_image``.
-Message classes come from the factory (rosbags for bags, rosidl under rclpy).
+``encode_scene_objects`` does the 3D and scene topics for a scene built from several
+frames (a camera rig's merged scene). Message classes come from the factory (rosbags for
+bags, rosidl under rclpy).
 """
 
 from __future__ import annotations
@@ -72,34 +74,18 @@ def encode_frame(
     if rejected:
         msgs.append(boxes("rejected_2d", result.rejected(), rejection_ids(result)))
     with3d = [i for i in kept if i in result.objects]
-    centers = np.array([result.objects[i].center for i in with3d]).reshape(-1, 3)
-    sizes = np.array([result.objects[i].size for i in with3d]).reshape(-1, 3)
-    yaws = np.array([result.objects[i].yaw for i in with3d])
-    labels = [result.object_classes.get(i, names[det.class_ids[i]]) for i in with3d]
-    track_ids = [track_id(i) for i in with3d]
-    boxes3d = out.detection3d_array(
+    msgs += _objects_3d(
         f,
-        stamp_ns=stamp,
-        frame_id=base_frame,
-        centers=centers,
-        sizes=sizes,
-        yaws=yaws,
-        class_ids=labels,
-        scores=[float(det.scores[i]) for i in with3d],
-        ids=track_ids,
-    )
-    markers = out.box_markers(
-        f,
-        stamp_ns=stamp,
-        frame_id=base_frame,
-        centers=centers,
-        sizes=sizes,
-        yaws=yaws,
-        labels=[f"{c} #{t}" if t else c for c, t in zip(labels, track_ids, strict=True)],
+        stamp,
+        base_frame,
+        np.array([result.objects[i].center for i in with3d]).reshape(-1, 3),
+        np.array([result.objects[i].size for i in with3d]).reshape(-1, 3),
+        np.array([result.objects[i].yaw for i in with3d]),
+        [result.object_classes.get(i, names[det.class_ids[i]]) for i in with3d],
+        [float(det.scores[i]) for i in with3d],
+        [track_id(i) for i in with3d],
     )
     msgs += [
-        Output("objects_3d", boxes3d, stamp),
-        Output("markers", markers, stamp),
         Output("scene", out.string_msg(f, json.dumps(result.scene, sort_keys=True)), stamp),
         Output("scene_text", out.string_msg(f, result.text), stamp),
     ]
@@ -111,3 +97,62 @@ def encode_frame(
         image = array_to_image(debug_image, "bgr8", factory=f, stamp_ns=stamp, frame_id=cam_frame)
         msgs.append(Output("debug_image", image, stamp))
     return msgs
+
+
+def _objects_3d(
+    f: MessageFactory,
+    stamp: int,
+    base_frame: str,
+    centers: np.ndarray,
+    sizes: np.ndarray,
+    yaws: np.ndarray,
+    labels: list[str],
+    scores: list[float],
+    track_ids: list[str],
+) -> list[Output]:
+    """``objects_3d`` (Detection3DArray) and ``markers`` for boxes in base_link."""
+    boxes3d = out.detection3d_array(
+        f,
+        stamp_ns=stamp,
+        frame_id=base_frame,
+        centers=centers,
+        sizes=sizes,
+        yaws=yaws,
+        class_ids=labels,
+        scores=scores,
+        ids=track_ids,
+    )
+    markers = out.box_markers(
+        f,
+        stamp_ns=stamp,
+        frame_id=base_frame,
+        centers=centers,
+        sizes=sizes,
+        yaws=yaws,
+        labels=[f"{c} #{t}" if t else c for c, t in zip(labels, track_ids, strict=True)],
+    )
+    return [Output("objects_3d", boxes3d, stamp), Output("markers", markers, stamp)]
+
+
+def encode_scene_objects(
+    scene: dict[str, Any], text: str, factory: MessageFactory, base_frame: str
+) -> list[Output]:
+    """A scene built from several frames (a camera rig's merged scene): its objects with
+    a 3D position as ``objects_3d`` and ``markers``, the JSON on ``scene``, ``text`` on
+    ``scene_text``."""
+    f, stamp = factory, scene["stamp_ns"]
+    in3d = [o for o in scene["objects"] if o["center"] is not None]
+    text_msg = out.string_msg(f, text)
+    msgs = _objects_3d(
+        f,
+        stamp,
+        base_frame,
+        np.array([o["center"] for o in in3d], dtype=float).reshape(-1, 3),
+        np.array([o["size"] for o in in3d], dtype=float).reshape(-1, 3),
+        np.array([o["yaw"] for o in in3d], dtype=float),
+        [o["class"] for o in in3d],
+        [float(o["score"]) for o in in3d],
+        [str(o["track_id"]) if o["track_id"] is not None else "" for o in in3d],
+    )
+    scene_json = out.string_msg(f, json.dumps(scene, sort_keys=True))
+    return [*msgs, Output("scene", scene_json, stamp), Output("scene_text", text_msg, stamp)]

@@ -50,7 +50,7 @@ from std_msgs.msg import String
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
-from ..config import PARAMETERS, ParameterError, Parameters, validate
+from ..config import PARAMETERS, ParameterError, Parameters, camera_specs, validate
 from ..fusion.sync import SyncGroup
 from ..latency import FrameLatency
 from ..pipeline import Output, Pipeline
@@ -80,6 +80,18 @@ OUTPUT_TYPES = {
     "debug_image": Image,
     "events": String,
 }
+# What a rig camera publishes under its name (the merged scene and 3D objects, events,
+# answers and captions stay at the top).
+PER_CAMERA_OUTPUTS = (
+    "detections_2d",
+    "rejected_2d",
+    "objects_3d",
+    "scene",
+    "scene_text",
+    "markers",
+    "segmentation",
+    "debug_image",
+)
 LATCHED = QoSProfile(
     depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE
 )
@@ -134,13 +146,17 @@ class PerceptionNode(Node):
     # -- wiring --------------------------------------------------------------------------
     def _declare_parameters(self) -> Parameters:
         values = {}
-        for spec in PARAMETERS:
+        specs = list(PARAMETERS)
+        while specs:
+            spec = specs.pop(0)
             value = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
             try:
                 values[spec.name] = validate(spec.name, value)
             except ParameterError as exc:
                 self.get_logger().fatal(str(exc))
                 raise
+            if spec.name == "cameras.names":  # each rig camera's own overrides
+                specs += [c for n in value.split(",") if n.strip() for c in camera_specs(n.strip())]
         return Parameters(values)
 
     def _tf_source(self) -> Any | None:
@@ -177,10 +193,11 @@ class PerceptionNode(Node):
     def _make_subscriptions(self, own_tf: bool) -> None:
         p = self.params
         qos = self._sensor_qos()
+        cameras = self.pipeline.cameras  # one, or every camera of the rig
         subs = [
-            (p["topics.camera"], Image, qos),
-            (p["topics.camera_compressed"], CompressedImage, qos),
-            (p["topics.camera_info"], CameraInfo, qos),
+            *((c.image_topic, Image, qos) for c in cameras),
+            *((c.compressed_topic, CompressedImage, qos) for c in cameras),
+            *((c.info_topic, CameraInfo, qos) for c in cameras),
             (p["topics.lidar"], PointCloud2, qos),
             (p["topics.radar"], self._radar_type(), qos),
         ]
@@ -197,14 +214,19 @@ class PerceptionNode(Node):
                 (p["topics.tf"], TFMessage, tf_qos),
                 (p["topics.tf_static"], TFMessage, static_qos),
             ]
-        cameras = {p["topics.camera"], p["topics.camera_compressed"]}
+        images = {t for c in cameras for t in (c.image_topic, c.compressed_topic)}
         self._subscriptions_in = [
-            self.create_subscription(t, topic, self._callback(topic, topic in cameras), q)
+            self.create_subscription(t, topic, self._callback(topic, topic in images), q)
             for topic, t, q in subs
         ]
 
     def _make_publishers(self) -> dict[str, Any]:
         pubs = {name: self.create_publisher(t, name, 10) for name, t in OUTPUT_TYPES.items()}
+        if self.pipeline.rig:  # each camera's own outputs under its name
+            for camera in self.pipeline.cameras:
+                for name in PER_CAMERA_OUTPUTS:
+                    topic = camera.output(name)
+                    pubs[topic] = self.create_publisher(OUTPUT_TYPES[name], topic, 10)
         pubs["label_info"] = self.create_publisher(LabelInfo, "label_info", LATCHED)
         pubs["/diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         return pubs
