@@ -6,8 +6,8 @@ is downloaded at run time):
 - :class:`~.multimodal_backends.TransformersVLM` and
   :class:`~.multimodal_backends.OpenAIChatVLM` (a local model directory, a local
   OpenAI-compatible server with a deadline per attempt), in ``multimodal_backends.py``;
-- :class:`ClipOnnx`: CLIP-style image and text encoders in ONNX, for open-vocabulary
-  re-labelling of boxes (``similarity``);
+- :class:`ClipOnnx`: CLIP-style image and text encoders in ONNX (``similarity``); the
+  open-vocabulary findings load it from a verified directory (``open_vocab.py``);
 - :class:`GroundedFallback`: no model: answers counting, nearest, where and moving
   questions from the structured scene and says plainly when it cannot.
 
@@ -165,15 +165,31 @@ class GroundedFallback:
 
 
 # -- CLIP-style encoders in ONNX ---------------------------------------------------------
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's RGB normalisation (OpenAI, open_clip)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
 @dataclass
 class ClipOnnx:
-    """``image_encoder.onnx`` (N,3,H,W float, RGB, CLIP normalisation) and
-    ``text_encoder.onnx`` (N,L int64 token ids) plus ``tokenizer.json`` in one directory."""
+    """``image_encoder.onnx`` (N,3,S,S float, RGB, CLIP normalisation) and
+    ``text_encoder.onnx`` (N,L int64 token ids; an ``attention_mask`` input, as Hugging
+    Face exports have, is fed too) plus ``tokenizer.json`` in one directory, as open_clip
+    and Hugging Face (optimum) exports are. ``image_output`` / ``text_output`` name the
+    embedding outputs (None: the first output). ``open_vocab.load_clip`` builds one from
+    the directory's verified ``manifest.json``."""
 
     model_dir: str | Path
     image_size: int = 224
     context_length: int = 77
     name: str = "clip_onnx"
+    template: str = "a photo of a {}"
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+    logit_scale: float = 100.0  # CLIP's learned temperature, exp(4.6052)
+    pad_id: int = 0  # open_clip's; the encoder pools at end-of-text, the highest id
+    resize: str = "stretch"  # or "center_crop": CLIP's own (shorter side, then centre)
+    image_output: str | None = None
+    text_output: str | None = None
 
     def __post_init__(self) -> None:
         import onnxruntime as ort
@@ -182,42 +198,74 @@ class ClipOnnx:
         path = Path(self.model_dir)
         for f in ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json"):
             if not (path / f).is_file():
-                raise MultimodalError(f"vlm.clip_dir {path}: missing {f}")
+                raise MultimodalError(f"CLIP directory {path}: missing {f}")
+        if self.resize not in ("stretch", "center_crop"):
+            raise MultimodalError(f"CLIP resize={self.resize!r}: stretch or center_crop")
         opts = ["CPUExecutionProvider"]
         self.image = ort.InferenceSession(str(path / "image_encoder.onnx"), providers=opts)
         self.text = ort.InferenceSession(str(path / "text_encoder.onnx"), providers=opts)
         self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+        for session, output in ((self.image, self.image_output), (self.text, self.text_output)):
+            names = [o.name for o in session.get_outputs()]
+            if output is not None and output not in names:
+                raise MultimodalError(f"CLIP directory {path}: no output {output!r} in {names}")
 
-    def _embed_images(self, crops: list[np.ndarray]) -> np.ndarray:
-        mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-        std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-        batch = []
-        for crop in crops:
-            rgb = (
-                cv2.cvtColor(
-                    cv2.resize(crop, (self.image_size, self.image_size)), cv2.COLOR_BGR2RGB
-                ).astype(np.float32)
-                / 255.0
+    def _pixels(self, crop: np.ndarray) -> np.ndarray:
+        s = self.image_size
+        if self.resize == "center_crop":
+            h, w = crop.shape[:2]
+            f = s / min(h, w)
+            crop = cv2.resize(
+                crop, (max(s, round(w * f)), max(s, round(h * f))), interpolation=cv2.INTER_CUBIC
             )
-            batch.append(((rgb - mean) / std).transpose(2, 0, 1))
-        out = self.image.run(None, {self.image.get_inputs()[0].name: np.stack(batch)})[0]
+            y, x = (crop.shape[0] - s) // 2, (crop.shape[1] - s) // 2
+            crop = crop[y : y + s, x : x + s]
+        else:
+            crop = cv2.resize(crop, (s, s), interpolation=cv2.INTER_CUBIC)
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+        mean, std = np.array(self.mean, np.float32), np.array(self.std, np.float32)
+        return ((rgb - mean) / std).transpose(2, 0, 1)
+
+    def embed_images(self, crops: list[np.ndarray]) -> np.ndarray:
+        """(N, D) unit embeddings of BGR crops."""
+        batch = np.stack([self._pixels(c) for c in crops])
+        outputs = [self.image_output] if self.image_output else None
+        out = self.image.run(outputs, {self.image.get_inputs()[0].name: batch})[0]
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    def _embed_texts(self, labels: list[str]) -> np.ndarray:
-        ids = np.zeros((len(labels), self.context_length), np.int64)
+    def embed_texts(self, labels: list[str]) -> np.ndarray:
+        """(N, D) unit embeddings of ``template`` filled with each label."""
+        ids = np.full((len(labels), self.context_length), self.pad_id, np.int64)
+        mask = np.zeros_like(ids)
         for i, label in enumerate(labels):
-            tokens = self.tokenizer.encode(f"a photo of a {label}").ids[: self.context_length]
+            tokens = self.tokenizer.encode(self.template.format(label)).ids
+            if len(tokens) > self.context_length:
+                # As CLIP's tokenizer truncates: the end-of-text token stays last, since
+                # the text encoder pools at it.
+                tokens = tokens[: self.context_length - 1] + tokens[-1:]
             ids[i, : len(tokens)] = tokens
-        out = self.text.run(None, {self.text.get_inputs()[0].name: ids})[0]
+            mask[i, : len(tokens)] = 1
+        feeds = {
+            i.name: mask if i.name == "attention_mask" else ids for i in self.text.get_inputs()
+        }
+        out = self.text.run([self.text_output] if self.text_output else None, feeds)[0]
         return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def logits(self, crops: list[np.ndarray], text_embeddings: np.ndarray) -> np.ndarray:
+        """(crops, texts) scaled cosine similarities, CLIP's logits."""
+        return self.logit_scale * self.embed_images(crops) @ text_embeddings.T
 
     def similarity(self, crops: list[np.ndarray], labels: list[str]) -> np.ndarray:
         """(crops, labels) softmax scores over the labels for each crop."""
         if not crops or not labels:
             return np.zeros((len(crops), len(labels)), np.float32)
-        logits = 100.0 * self._embed_images(crops) @ self._embed_texts(labels).T
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.logits(crops, self.embed_texts(labels)))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, shifted by the row maximum so large logits cannot overflow."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 # -- result cache ------------------------------------------------------------------------

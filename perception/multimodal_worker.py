@@ -15,6 +15,11 @@ questions are answered by the fallback at once and captions are skipped; the fir
 after the backoff probes it again. Its state (:meth:`MultimodalWorker.health`) is ``ok``,
 ``degraded`` (failed last time) or ``down`` (``down_after`` failures in a row). Should the
 thread die anyway, its question is answered by the fallback and a new thread takes over.
+
+What the worker does with an offered frame is :meth:`MultimodalWorker.frame_work`: a
+caption here; a subclass runs another job kind on the same schedule, rate limit, backoff
+and health (``open_vocab.OpenVocabWorker`` scores crops against text prompts), calling
+the backend through :meth:`MultimodalWorker.call_backend`.
 """
 
 from __future__ import annotations
@@ -283,30 +288,28 @@ class MultimodalWorker:
 
     def _work(
         self, question: str | None, stamp: int, image: np.ndarray, scene: dict[str, Any]
-    ) -> MultimodalResult | None:
-        kind = "answer:" + question if question is not None else "caption"
-        topic = "answer" if question is not None else "scene_caption"
-        cached = self.cache.get(kind, image, scene)
-        if cached is not None:
-            return MultimodalResult(topic, stamp, cached, self.backend.name, 0.0, True, question)
-        reason = ""
+    ) -> Any:
+        if question is None:
+            return self.frame_work(stamp, image, scene)
+        return self._text_work(question, stamp, image, scene)
+
+    def frame_work(self, stamp: int, image: np.ndarray, scene: dict[str, Any]) -> Any:
+        """(Worker thread.) One offered frame's job: its caption, or None (skipped). A
+        subclass that runs another job kind overrides this; whatever it returns (not
+        None) is handed out by :meth:`results`."""
+        return self._text_work(None, stamp, image, scene)
+
+    def call_backend(self, call: Callable[[], Any]) -> tuple[Any, float, str | None]:
+        """(Worker thread.) ``call()`` once, unless the backend rests after a failure:
+        ``(value, seconds, None)``, or ``(None, 0.0, why not)``. Every exception is caught,
+        counted and starts the backoff; a success ends it."""
         with self._lock:
-            resting = self.backend_health.resting(self.clock())
-            if resting:
-                reason = self._resting_reason()
-            else:
-                self.stats.model_calls += 1
-        if resting:
-            return self._failed(question, stamp, image, scene, reason)
+            if self.backend_health.resting(self.clock()):
+                return None, 0.0, self._resting_reason()
+            self.stats.model_calls += 1
         t0 = time.perf_counter()
         try:
-            text = (
-                self.backend.answer(question, [image], scene)
-                if question is not None
-                else self.backend.describe([image], scene)
-            )
-            if not isinstance(text, str):
-                raise TypeError(f"the backend returned {type(text).__name__}, not text")
+            value = call()
         except Exception as exc:  # whatever a backend raises, the worker goes on
             with self._lock:
                 self.stats.errors += 1
@@ -315,12 +318,34 @@ class MultimodalWorker:
                 self.backend_health.failure(one_line(exc), self.clock())
                 state = self.backend_health.state
             log.warning("%s failed (%s): %s", self.backend.name, state, one_line(exc))
-            return self._failed(
-                question, stamp, image, scene, f"{self.backend.name} failed: {one_line(exc)}"
-            )
+            return None, 0.0, f"{self.backend.name} failed: {one_line(exc)}"
         cost = time.perf_counter() - t0
         with self._lock:
             self.backend_health.success()
+        return value, cost, None
+
+    def _text_work(
+        self, question: str | None, stamp: int, image: np.ndarray, scene: dict[str, Any]
+    ) -> MultimodalResult | None:
+        kind = "answer:" + question if question is not None else "caption"
+        topic = "answer" if question is not None else "scene_caption"
+        cached = self.cache.get(kind, image, scene)
+        if cached is not None:
+            return MultimodalResult(topic, stamp, cached, self.backend.name, 0.0, True, question)
+
+        def call() -> str:
+            text = (
+                self.backend.answer(question, [image], scene)
+                if question is not None
+                else self.backend.describe([image], scene)
+            )
+            if not isinstance(text, str):
+                raise TypeError(f"the backend returned {type(text).__name__}, not text")
+            return text
+
+        text, cost, reason = self.call_backend(call)
+        if reason is not None:
+            return self._failed(question, stamp, image, scene, reason)
         self.cache.put(kind, image, scene, text, cost)
         return MultimodalResult(topic, stamp, text, self.backend.name, cost * 1e3, False, question)
 
