@@ -31,6 +31,7 @@ from .frame import FrameResult, SyncedFrame
 from .fusion.box_evidence import lidar_box_evidence, radar_box_evidence
 from .fusion.consistency import CLASS_MAPS, ConsistencyFilter, Decision, FilterConfig
 from .fusion.fusion3d import LidarFrame, prepare_lidar
+from .fusion.ground import GroundModel
 from .fusion.objects import (
     associate_radar,
     build_objects,
@@ -46,6 +47,8 @@ from .perception.segmenter import Segmentation
 from .perception.stack import ModelStack
 from .scene import build_scene
 from .tracking_stage import TrackingStage
+
+GROUND_CACHE_SWEEPS = 8  # a rig's cameras use sweeps within a cycle of each other
 
 
 def filter_config(p: Parameters, label_space: str) -> FilterConfig:
@@ -101,9 +104,11 @@ class FrameCore:
         clock: Callable[[], float] = time.perf_counter,
         tracking: TrackingStage | None = None,
         min_score: float = -1.0,
+        ground_cache: dict[int, GroundModel | None] | None = None,
     ) -> None:
         """``tracking``: a rig's shared tracking stage (default: this core's own);
-        ``min_score``: a rig camera's detector threshold (-1: the global one)."""
+        ``min_score``: a rig camera's detector threshold (-1: the global one);
+        ``ground_cache``: a rig's ground planes by lidar sweep stamp, shared."""
         self.params = params
         self.models = models
         self.clock = clock
@@ -115,6 +120,7 @@ class FrameCore:
         self.shared_tracking = tracking is not None
         self.tracking = tracking if tracking is not None else TrackingStage(params)
         self.min_score = min_score
+        self.ground_cache = ground_cache
 
     @property
     def tracker(self) -> Tracker:
@@ -232,9 +238,18 @@ class FrameCore:
             return None, None
         lidar = None
         if frame.lidar is not None:
+            # A rig's cameras share a sweep's ground plane (keyed by the sweep's stamp).
+            sweep = frame.partners["lidar"].stamp_ns if "lidar" in frame.partners else None
+            grounds = self.ground_cache
+            known = grounds is not None and sweep in grounds
             lidar = prepare_lidar(
-                frame.lidar.xyz, frame.lidar.T_base_lidar, frame.T_cam_base, frame.camera
-            )
+                frame.lidar.xyz, frame.lidar.T_base_lidar, frame.T_cam_base, frame.camera,
+                ground=grounds[sweep] if known else True,
+            )  # fmt: skip
+            if grounds is not None and not known and sweep is not None:
+                grounds[sweep] = lidar.ground
+                while len(grounds) > GROUND_CACHE_SWEEPS:
+                    del grounds[next(iter(grounds))]
         radar = None
         if frame.radar is not None and len(frame.radar.xyz):
             radar = project_points(frame.radar.xyz, frame.T_cam_base, frame.camera)

@@ -17,6 +17,7 @@ from .frame import FrameResult
 from .fusion.tracking import Track
 from .fusion.transforms import TransformError, TransformSource
 from .fusion.zones import TrackedObject, ZoneMonitor, load_zones
+from .ros_pkg import outputs as out
 
 
 class Inspection:
@@ -79,3 +80,14 @@ class Inspection:
 
     def active(self) -> list[dict[str, Any]]:
         return self.monitor.active()
+
+    def status(self) -> out.StatusReport:
+        """The diagnostics line: active events, and zones tf could not reach."""
+        active = self.active()
+        problems = "; ".join(f"{z}: {why}" for z, why in self.unreachable.items())
+        return out.StatusReport(
+            "multimodal_perception: inspection zones",
+            out.WARN if active or problems else out.OK,
+            problems or f"{len(active)} active events",
+            values={f"{e['zone']}.{e['rule']}": str(e["track_ids"]) for e in active},
+        )

@@ -104,3 +104,22 @@ def _dashed_rectangle(
             a = (round(ax + (bx - ax) * f0), round(ay + (by - ay) * f0))
             b = (round(ax + (bx - ax) * f1), round(ay + (by - ay) * f1))
             cv2.line(image, a, b, colour, thickness, cv2.LINE_AA)
+
+
+def result_overlay(result: Any) -> np.ndarray:
+    """A ``FrameResult``'s image with boxes, tracks, segmentation, lidar and radar drawn,
+    rejected boxes dashed with their reason."""
+    from .ros_pkg.frame_messages import rejection_ids
+
+    return draw_overlay(
+        result.image,
+        result.scene,
+        result.segmentation.labels if result.segmentation is not None else None,
+        result.lidar_uv,
+        result.lidar_depth,
+        result.radar_uv,
+        [
+            (result.detections.boxes[i], label)
+            for i, label in zip(result.rejected(), rejection_ids(result), strict=True)
+        ],
+    )

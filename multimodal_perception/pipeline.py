@@ -35,6 +35,7 @@ from .accounting import account, diagnostics_statuses
 from .config import Parameters
 from .core import FrameCore
 from .describe import describe_scene
+from .findings import Findings, findings_outputs
 from .frame import FrameResult
 from .fusion.alignment import AlignConfig, NoCameraError, align
 from .fusion.rig_sync import RigSynchronizer
@@ -42,6 +43,7 @@ from .fusion.sync import SyncGroup, Synchronizer
 from .fusion.transforms import TransformBuffer, TransformSource
 from .ingest import Ingest
 from .inspection import Inspection
+from .overlay import result_overlay
 from .perception.multimodal_worker import MultimodalResult
 from .perception.scene_qa import SceneQA, make_worker
 from .perception.stack import ModelStack, load_models
@@ -50,7 +52,7 @@ from .rig_merge import RigMerger
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 from .ros_pkg.factory import MessageFactory
-from .ros_pkg.frame_messages import Output, encode_frame, encode_scene_objects, rejection_ids
+from .ros_pkg.frame_messages import Output, encode_frame, encode_scene_objects
 from .tracking_stage import TrackingStage
 
 log = logging.getLogger("multimodal_perception.pipeline")
@@ -95,8 +97,9 @@ class Pipeline:
         self.camera_models: dict[str, CameraModel] = {}  # rig camera name ('' alone) ->
         self.models = models if models is not None else load_models(params)  # batch: preloaded
         shared = TrackingStage(params) if self.rig else None
+        grounds: dict | None = {} if self.rig else None
         self.cores = {
-            cam.name: FrameCore(params, self.models, clock, shared, cam.score_threshold)
+            cam.name: FrameCore(params, self.models, clock, shared, cam.score_threshold, grounds)
             for cam in self.cameras
         }
         self.core = self.cores[self.cameras[0].name]
@@ -106,6 +109,7 @@ class Pipeline:
         self.qa = SceneQA(make_worker(params))
         zones = params["inspection.zones_file"]
         self.inspection = Inspection(zones) if zones else None
+        self.findings = Findings(params)  # open_vocab.*: CLIP on crops, on its own worker
         # The newest TIMINGS_KEPT stage times each: a node runs for days (reports give
         # percentiles over them).
         self.timings: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=TIMINGS_KEPT))
@@ -288,6 +292,10 @@ class Pipeline:
             tracks = {t.track_id: t for t in self.tracking.tracker.tracks}
             events = self.inspection.step_scene(merged, tracks, self.tf, p["frames.base"])
             merged["events"] = self.inspection.active()
+        zone_list = self.inspection.monitor.zones if self.inspection is not None else ()
+        self.findings.offer(result, self.tf, self.camera_models.get(camera.name), zone_list)
+        for scene in (result.scene, merged or {}):
+            scene["findings"] = self.findings.latest
         if self.keep_debug:
             self.last_result = result
         if not self.rig or merged is not None:
@@ -326,35 +334,21 @@ class Pipeline:
             outputs.append(self.diagnostics_output(stamp))
         return outputs
 
-    @staticmethod
-    def overlay(result: FrameResult) -> Any:
-        """The frame with boxes, tracks, segmentation, lidar and radar drawn on it."""
-        from .overlay import draw_overlay
-
-        return draw_overlay(
-            result.image,
-            result.scene,
-            result.segmentation.labels if result.segmentation is not None else None,
-            result.lidar_uv,
-            result.lidar_depth,
-            result.radar_uv,
-            [
-                (result.detections.boxes[i], label)
-                for i, label in zip(result.rejected(), rejection_ids(result), strict=True)
-            ],
-        )
+    overlay = staticmethod(result_overlay)  # the frame with everything drawn on it
 
     # -- questions and captions ----------------------------------------------------------
     def ask(self, question: str) -> list[Output]:
         return [self._result_output(r) for r in self.qa.ask(question)]
 
     def poll(self) -> list[Output]:
-        """Finished captions and answers from the multimodal worker."""
-        return [self._result_output(r) for r in self.qa.poll()]
+        """Finished captions and answers, and open-vocabulary findings."""
+        found = findings_outputs(self.findings.poll(), self.factory)
+        return [self._result_output(r) for r in self.qa.poll()] + found
 
     def close(self) -> list[Output]:
-        """Wait for the multimodal worker and stop it; returns its last results."""
-        return [self._result_output(r) for r in self.qa.close()]
+        """Wait for the multimodal workers and stop them; returns their last results."""
+        found = findings_outputs(self.findings.close(), self.factory)
+        return [self._result_output(r) for r in self.qa.close()] + found
 
     def _result_output(self, result: MultimodalResult) -> Output:
         text = json.dumps(result.to_json(), sort_keys=True)
@@ -365,7 +359,9 @@ class Pipeline:
         """Run-time changes: thresholds, description, outputs, tracking."""
         with self.lock:
             self.params = self.params.with_overrides(updates)
-            self.core.update_parameters(self.params)
+            for core in self.cores.values():
+                core.update_parameters(self.params)
+            self.findings.update_parameters(self.params)
 
     def accounting(self) -> dict[str, dict[str, Any]]:
         """Per input topic: received, used, dropped by reason (sync outcomes folded in)."""
@@ -385,15 +381,7 @@ class Pipeline:
                 self.degraded_detail,
             ) + list(extra or ())
         if self.inspection is not None:
-            active = self.inspection.active()
-            problems = "; ".join(f"{z}: {why}" for z, why in self.inspection.unreachable.items())
-            statuses.append(
-                out.StatusReport(
-                    "multimodal_perception: inspection zones",
-                    out.WARN if active or problems else out.OK,
-                    problems or f"{len(active)} active events",
-                    values={f"{e['zone']}.{e['rule']}": str(e["track_ids"]) for e in active},
-                )
-            )
+            statuses.append(self.inspection.status())
+        statuses += self.findings.diagnostics()
         msg = out.diagnostic_array(self.factory, stamp_ns=stamp_ns, statuses=statuses)
         return Output("/diagnostics", msg, stamp_ns)

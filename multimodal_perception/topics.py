@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .rig import rig_cameras
+
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -74,6 +76,18 @@ def resolve_topics(
                 f"{_by_type(topic_types)}"
             )
         return chosen, lines
+    rig = rig_cameras(params)
+    if rig[0].name:  # a camera rig: every camera should be there
+        missing = [
+            c.name for c in rig if not {c.image_topic, c.compressed_topic} & set(topic_types)
+        ]
+        if len(missing) == len(rig):
+            raise TopicError(
+                f"the bag has none of the rig's camera topics ({rig[0].image_topic}, ...); "
+                f"its sensor topics: {_by_type(topic_types)}; set cameras.image_topic / "
+                "cameras.compressed_topic (patterns with {name})"
+            )
+        return {}, [f"warning: rig camera {n} has no image topic in the bag" for n in missing]
     cameras = [params["topics.camera"], params["topics.camera_compressed"]]
     if not any(t in topic_types for t in cameras):
         raise TopicError(

@@ -79,6 +79,7 @@ OUTPUT_TYPES = {
     "segmentation": Image,
     "debug_image": Image,
     "events": String,
+    "findings": String,
 }
 # What a rig camera publishes under its name (the merged scene and 3D objects, events,
 # answers and captions stay at the top).

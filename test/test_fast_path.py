@@ -66,9 +66,11 @@ def _reference_fit_ground(points_base: np.ndarray) -> GroundModel | None:
     return GroundModel(n, float(-n @ centroid))
 
 
-def _reference_prepare_lidar(points_lidar, T_base_lidar, T_cam_base, camera) -> LidarFrame:
+def _reference_prepare_lidar(
+    points_lidar, T_base_lidar, T_cam_base, camera, ground=True
+) -> LidarFrame:
     pts = points_lidar.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
-    ground = _reference_fit_ground(pts)
+    ground = _reference_fit_ground(pts) if ground is True else ground
     if ground is not None:
         pts = pts[ground.height(pts) > 0.2]
     return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground, float(camera.K[1, 1]))
