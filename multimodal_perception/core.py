@@ -70,18 +70,17 @@ def filter_config(p: Parameters, label_space: str) -> FilterConfig:
 
 def select_classes(
     det: Detections, wanted: set[str], min_score: float = -1.0
-) -> tuple[Detections, int]:
+) -> tuple[Detections, Detections]:
     """The detections of the wanted classes (all when ``wanted`` is empty) scoring at
-    least ``min_score`` (a rig camera's own threshold), and how many were left out."""
-    if not wanted and min_score < 0:
-        return det, 0
+    least ``min_score`` (a rig camera's own threshold), and the others."""
     keep = det.scores >= min_score
     if wanted:
         keep &= np.array([det.class_names[c] in wanted for c in det.class_ids], dtype=bool)
-    return (
-        Detections(det.boxes[keep], det.scores[keep], det.class_ids[keep], det.class_names),
-        int((~keep).sum()),
-    )
+
+    def rows(mask: np.ndarray) -> Detections:
+        return Detections(det.boxes[mask], det.scores[mask], det.class_ids[mask], det.class_names)
+
+    return rows(keep), rows(~keep)
 
 
 class _Laps:
@@ -150,9 +149,7 @@ class FrameCore:
         # In parallel the segmenter runs on the stack's worker while this thread detects;
         # its lap is then the time waited for it after the detector.
         pending = self.models.start_segmenter(frame.image)
-        det, unwanted = select_classes(
-            self.models.detector(frame.image), self.wanted, self.min_score
-        )
+        det, others = select_classes(self.models.detector(frame.image), self.wanted, self.min_score)
         laps.lap("detector")
         if pending is not None:
             seg = pending.result()
@@ -226,7 +223,8 @@ class FrameCore:
             scene=scene,
             text=text,
             timings_ms=laps.ms,
-            unwanted=unwanted,
+            unwanted=len(others),
+            other_detections=others,
             degraded=tuple(sorted(set(degraded))),
             lidar_uv=lidar.projection.uv if lidar is not None else None,
             lidar_depth=lidar.projection.depth if lidar is not None else None,

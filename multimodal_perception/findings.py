@@ -90,7 +90,8 @@ def _clip_box(box: Any, width: int, height: int) -> tuple[int, int, int, int] | 
 
 
 def box_crops(result: FrameResult, max_box_score: float) -> list[Crop]:
-    """Detector boxes, kept or rejected, scoring below ``max_box_score``."""
+    """Detector boxes, kept or rejected, scoring below ``max_box_score``, and every box
+    of a class outside ``detector.classes`` (something the list does not name)."""
     det, kept = result.detections, set(result.kept)
     height, width = result.image.shape[:2]
     crops = []
@@ -101,6 +102,12 @@ def box_crops(result: FrameResult, max_box_score: float) -> list[Crop]:
             continue
         cls = det.class_names[det.class_ids[i]]
         crops.append(Crop(box, "box", detector_class=cls, detector_score=score, kept=i in kept))
+    other = result.other_detections
+    for i in range(len(other) if other is not None else 0):
+        box = _clip_box(other.boxes[i], width, height)
+        if box is not None:
+            cls, score = other.class_names[other.class_ids[i]], float(other.scores[i])
+            crops.append(Crop(box, "box", detector_class=cls, detector_score=score, kept=False))
     return crops
 
 

@@ -96,6 +96,8 @@ class FrameResult:
     text: str
     timings_ms: dict[str, float]
     unwanted: int = 0  # detections of classes not in detector.classes
+    # ... those detections (open-vocabulary findings look at them: things outside the list)
+    other_detections: Detections | None = None
     degraded: tuple[str, ...] = ()
     object_classes: dict[int, str] = field(default_factory=dict)  # 3D class, where not the box's
     riders: dict[int, int] = field(default_factory=dict)  # person box -> the bike box it rides

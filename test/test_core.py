@@ -132,16 +132,19 @@ def test_frames_without_calibration_still_detect_and_say_why(frames, models):
     assert all(o["center"] is None for o in result.scene["objects"])
 
 
-def test_select_classes_counts_what_it_leaves_out():
+def test_select_classes_returns_what_it_leaves_out():
     det = Detections(
         np.zeros((3, 4), np.float32),
-        np.ones(3, np.float32),
+        np.array([0.9, 0.3, 0.8], np.float32),
         np.array([0, 1, 2]),
         ("person", "car", "kite"),
     )
     kept, left_out = select_classes(det, {"person", "car"})
-    assert kept.labels() == ["person", "car"] and left_out == 1
-    assert select_classes(det, set())[1] == 0
+    assert kept.labels() == ["person", "car"] and left_out.labels() == ["kite"]
+    assert len(select_classes(det, set())[1]) == 0
+    # A rig camera's own score threshold leaves out the weak car too.
+    kept, left_out = select_classes(det, {"person", "car"}, min_score=0.5)
+    assert kept.labels() == ["person"] and left_out.labels() == ["car", "kite"]
 
 
 def _object(x: float, y: float) -> Object3D:

@@ -13,7 +13,6 @@ CLIP's recognition quality is not tested here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from clip_common import BLUE, GREY, PROMPTS, RED, H, W, build_clip_dir, sha256_of
 
 from multimodal_perception.config import defaults
 from multimodal_perception.findings import (
@@ -43,112 +43,6 @@ from multimodal_perception.ros_pkg import outputs as out
 from multimodal_perception.ros_pkg.camera_info import CameraModel
 from multimodal_perception.ros_pkg.tf_msgs import transform_from_matrix
 
-onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper  # noqa: E402
-
-W, H = 640, 480
-GREY = (128, 128, 128)  # BGR: the floor
-RED = (0, 0, 255)
-BLUE = (255, 0, 0)
-PROMPTS = "red spill,blue door"
-WORDS = [
-    "<pad>", "<unk>", "<bos>", "<eos>", "a", "photo", "of", ".", "red", "blue", "spill",
-    "door", "background", "nothing", "in", "particular", "the", "floor", "wall",
-]  # fmt: skip
-HUE = {"red": (1.0, -0.5, -0.5, 0.0), "blue": (-0.5, -0.5, 1.0, 0.0)}
-PLAIN = ("background", "nothing", "floor", "wall")  # the background prompts' words
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def build_clip_dir(path: Path) -> Path:
-    """Hand-set CLIP-shaped encoders, tokenizer and manifest.json in ``path``."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-    mean = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
-    std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
-    # Mean RGB colour c in [0, 1] -> (c - grey(c), 0.15): hue, plus a constant "plain".
-    hue = np.eye(3, dtype=np.float32) - 1.0 / 3.0
-    w = np.hstack([hue, np.zeros((3, 1), np.float32)])
-    b = np.array([0, 0, 0, 0.15], np.float32)
-    c = helper.make_tensor
-    image = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", ["pixel_values"], ["m"], axes=[2, 3], keepdims=0),
-            helper.make_node("Mul", ["m", "std"], ["ms"]),
-            helper.make_node("Add", ["ms", "mean"], ["rgb"]),  # undo CLIP's normalisation
-            helper.make_node("MatMul", ["rgb", "w"], ["e"]),
-            helper.make_node("Add", ["e", "b"], ["image_embeds"]),
-        ],
-        "image_encoder",
-        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["n", 3, 224, 224])],
-        # A first output that is not the embedding, as Hugging Face exports have.
-        [
-            helper.make_tensor_value_info("m", TensorProto.FLOAT, ["n", 3]),
-            helper.make_tensor_value_info("image_embeds", TensorProto.FLOAT, ["n", 4]),
-        ],
-        [
-            c("std", TensorProto.FLOAT, [3], std),
-            c("mean", TensorProto.FLOAT, [3], mean),
-            c("w", TensorProto.FLOAT, [3, 4], w.ravel()),
-            c("b", TensorProto.FLOAT, [4], b),
-        ],
-    )
-    table = np.zeros((len(WORDS), 4), np.float32)
-    for word, row in HUE.items():
-        table[WORDS.index(word)] = row
-    for word in PLAIN:
-        table[WORDS.index(word), 3] = 1.0
-    text = helper.make_graph(
-        [
-            helper.make_node("Gather", ["table", "input_ids"], ["rows"], axis=0),
-            helper.make_node("Cast", ["attention_mask"], ["maskf"], to=TensorProto.FLOAT),
-            helper.make_node("Unsqueeze", ["maskf", "two"], ["mask3"]),
-            helper.make_node("Mul", ["rows", "mask3"], ["masked"]),
-            helper.make_node("ReduceSum", ["masked", "one"], ["text_embeds"], keepdims=0),
-        ],
-        "text_encoder",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["n", 77]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["n", 77]),
-        ],
-        [helper.make_tensor_value_info("text_embeds", TensorProto.FLOAT, ["n", 4])],
-        [
-            c("table", TensorProto.FLOAT, list(table.shape), table.ravel()),
-            c("one", TensorProto.INT64, [1], [1]),
-            c("two", TensorProto.INT64, [1], [2]),
-        ],
-    )
-    path.mkdir(parents=True, exist_ok=True)
-    for name, graph in (("image_encoder.onnx", image), ("text_encoder.onnx", text)):
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        onnx.checker.check_model(model)
-        onnx.save(model, str(path / name))
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", 2), ("<eos>", 3)]
-    )
-    tok.save(str(path / "tokenizer.json"))
-    files = ("image_encoder.onnx", "text_encoder.onnx", "tokenizer.json")
-    manifest = {
-        "schema": "mmp.clip_manifest/1",
-        "name": "hand-set-colour-clip",
-        "licence": "test only",
-        "source": "built by test_open_vocab.py",
-        "files": {f: _sha(path / f) for f in files},
-        "image_size": 224,
-        "context_length": 77,
-        "prompt_template": "a photo of {}.",
-        "image_output": "image_embeds",
-        "text_output": "text_embeds",
-    }
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return path
-
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
@@ -163,10 +57,10 @@ def patch(colour, size=(60, 80)) -> np.ndarray:
 def test_a_manifest_sha256_mismatch_names_the_file_and_both_digests(tmp_path):
     d = build_clip_dir(tmp_path / "clip")
     load_clip(d)  # as built: verifies
-    good = _sha(d / "text_encoder.onnx")
+    good = sha256_of(d / "text_encoder.onnx")
     with (d / "text_encoder.onnx").open("ab") as fh:
         fh.write(b"\0")  # one byte more: another file than the manifest pins
-    bad = _sha(d / "text_encoder.onnx")
+    bad = sha256_of(d / "text_encoder.onnx")
     with pytest.raises(ModelLoadError) as err:
         load_clip(d)
     assert "text_encoder.onnx" in str(err.value)
@@ -305,6 +199,22 @@ def test_low_scoring_boxes_become_findings_with_prompt_score_box_and_source(stag
     assert [d.level for d in findings.diagnostics()] == [out.OK]
     (msg,) = findings_outputs(found, factory)  # what the pipeline publishes
     assert msg.topic == "findings" and json.loads(msg.msg.data) == f and msg.stamp_ns == 5 * S
+
+
+def test_boxes_of_classes_outside_the_wanted_list_are_scored_however_confident(stage):
+    findings = stage()
+    result = frame_result(6 * S, spill_image())
+    # The detector called the spill a confident "suitcase", a class detector.classes leaves
+    # out: the core passes it on as other_detections, and it is exactly what prompts are for.
+    result.other_detections = Detections(
+        np.array([SPILL], np.float32), np.array([0.95], np.float32), np.array([1]),
+        ("person", "suitcase"),
+    )  # fmt: skip
+    findings.offer(result, tf_buffer(), camera(), ())
+    assert findings.wait_idle(30)
+    (found,) = findings.poll()
+    assert found["prompt"] == "red spill" and found["box_2d"] == list(SPILL)
+    assert found["source"] == {"kind": "box", "class": "suitcase", "score": 0.95, "kept": False}
 
 
 def test_zone_regions_are_scored_and_zones_out_of_view_are_not(stage):
