@@ -104,8 +104,9 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .evaluation import evaluate_output_bag, evaluate_tracking
+    from .evaluation import SYNTHETIC_CLASSES, evaluate_output_bag, evaluate_tracking
     from .labels import load_labels
+    from .rig_eval import evaluate_rig, format_rig_scores, rig_input_bag
     from .ros_pkg.bag_io import iter_bag
 
     for target in args.outputs:
@@ -114,13 +115,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             path = path / "output.mcap"
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist (give a replay's output folder)")
+        rig_bag = rig_input_bag(path, args.input)
+        if rig_bag is not None:  # a camera rig: its ground truth is in the input bag
+            print(format_rig_scores(evaluate_rig(rig_bag, path)))
+            continue
         stamps, topics = [], set()
         for r in iter_bag(path, ["/multimodal_perception/detections_2d", "/ground_truth/scene"]):
             topics.add(r.topic)
             if r.topic.endswith("detections_2d"):
                 stamps.append(r.msg.header.stamp.sec * 10**9 + r.msg.header.stamp.nanosec)
         synthetic = "/ground_truth/scene" in topics  # the synthetic world's class set
-        vocab = ("car", "truck", "bus", "person", "cyclist") if synthetic else None
+        vocab = SYNTHETIC_CLASSES if synthetic else None
         labels = load_labels(args.gt, stamps) if args.gt else None
         scores = evaluate_output_bag(path, vocab, labels=labels)
         if scores.frames == 0:
@@ -197,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument("--seconds", type=float, default=10.0, help="synthetic duration")
     mk.add_argument("--seed", type=int, default=0, help="synthetic world seed")
     mk.add_argument("--image-format", default="jpeg", choices=["jpeg", "png", "raw"])
+    mk.add_argument(
+        "--surround", action="store_true", help="with --synthetic: four cameras (sim/surround.py)"
+    )
     mk.set_defaults(func=_cmd_make_bag)
     pv = sub.add_parser("preview", help="picture of a synthetic frame with its ground truth")
     pv.add_argument(
@@ -253,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--gt",
         help="labels: a KITTI label_2 directory (n-th file = n-th frame) or mmp.labels/1 JSON",
+    )
+    ev.add_argument(
+        "--input",
+        help="the replayed bag, for its ground truth (a surround bag: per camera and merged "
+        "scores; default: the first bag in the replay's report.json)",
     )
     ev.set_defaults(func=_cmd_eval)
     ak = sub.add_parser("ask", help="replay a bag and answer a question about its scenes")

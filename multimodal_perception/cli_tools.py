@@ -13,17 +13,28 @@ from . import paths
 def _cmd_make_bag(args: argparse.Namespace) -> int:
     from .bagbuild import DATASETS, build_real_bag
 
+    if args.surround and not args.synthetic:
+        raise ValueError("--surround is a synthetic rig: give --synthetic too")
+    if args.surround and args.image_format != "jpeg":
+        raise ValueError("--surround writes JPEG images only")
     if args.synthetic:
         from .sim.bag import SyntheticConfig, write_synthetic_bag
+        from .sim.surround import SurroundConfig, write_surround_bag
 
-        out = Path(args.out or paths.cache_dir() / "bags" / f"synthetic_{args.scenario}")
+        name = f"synthetic_{args.scenario}"
+        if args.surround:
+            name = f"surround_{args.scenario}_{args.seconds:g}s"
+        out = Path(args.out or paths.cache_dir() / "bags" / name)
         if out.exists():
             if not args.force:
                 print(f"{out} exists (use --force to rebuild)")
                 return 1
             shutil.rmtree(out)
-        config = SyntheticConfig(args.scenario, args.seconds, args.seed, args.image_format)
-        counts = write_synthetic_bag(out, config)
+        if args.surround:
+            counts = write_surround_bag(out, SurroundConfig(args.scenario, args.seconds, args.seed))
+        else:
+            config = SyntheticConfig(args.scenario, args.seconds, args.seed, args.image_format)
+            counts = write_synthetic_bag(out, config)
         print(f"wrote {out}: " + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
         return 0
     datasets = DATASETS if args.dataset == "all" else (args.dataset,)

@@ -8,6 +8,7 @@ real models); a dataset label mapped to ``None`` is not a road user and is ignor
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,16 @@ DATASET_TO_COCO: dict[str, str | None] = {
     "DontCare": None,
 }
 ROAD_USER_CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+# The synthetic world's detection classes (sim/classes.py ACTOR_KINDS).
+SYNTHETIC_CLASSES = ("car", "truck", "bus", "person", "cyclist")
+# evaluate_output_bag's inputs by role: the single-camera topics.
+OUTPUT_BAG_TOPICS = {
+    "gt2d": "/ground_truth/boxes_2d",
+    "gt3d": "/ground_truth/objects_3d",
+    "kept": "/multimodal_perception/detections_2d",
+    "rejected": "/multimodal_perception/rejected_2d",
+    "out3d": "/multimodal_perception/objects_3d",
+}
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -148,6 +159,10 @@ class DetectionScorer:
         n = sum(s.n_gt for s in self.scores.values())
         return sum(s.tp for s in self.scores.values()) / n if n else float("nan")
 
+    def total_precision(self) -> float:
+        n = sum(s.tp + s.fp for s in self.scores.values())
+        return sum(s.tp for s in self.scores.values()) / n if n else float("nan")
+
     def mean_ap(self) -> float:
         aps = [s.average_precision() for c, s in self.scores.items() if s.n_gt]
         return float(np.mean(aps)) if aps else float("nan")
@@ -193,25 +208,25 @@ class BagScores:
 
 
 def evaluate_output_bag(
-    path: str | Path,
+    path: str | Path | Sequence[str | Path],
     vocabulary: tuple[str, ...] | None = None,
     iou: float = 0.5,
     labels: dict[int, Any] | None = None,
+    topics: Mapping[str, str] | None = None,
 ) -> BagScores:
     """Score a replay's output.mcap against the ground-truth topics it carries, or against
-    ``labels`` (camera stamp -> ``labels.FrameLabels``, from ``mmp eval --gt``)."""
+    ``labels`` (camera stamp -> ``labels.FrameLabels``, from ``mmp eval --gt``).
+
+    ``path`` may be several bags (e.g. the input bag with the ground truth and the
+    replay's output), joined on header stamps; ``topics`` overrides the topic of a role
+    of ``OUTPUT_BAG_TOPICS`` (one camera of a rig reads its own topics)."""
     from .ros_pkg.bag_io import iter_bag
     from .ros_pkg.outputs import detection2d_array_to_arrays
 
     by_stamp: dict[int, dict[str, Any]] = defaultdict(dict)
-    wanted = {
-        "/ground_truth/boxes_2d": "gt2d",
-        "/ground_truth/objects_3d": "gt3d",
-        "/multimodal_perception/detections_2d": "kept",
-        "/multimodal_perception/rejected_2d": "rejected",
-        "/multimodal_perception/objects_3d": "out3d",
-    }
-    for rec in iter_bag(Path(path), list(wanted)):
+    wanted = {topic: role for role, topic in {**OUTPUT_BAG_TOPICS, **(topics or {})}.items()}
+    paths = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
+    for rec in iter_bag(paths, list(wanted)):
         stamp = rec.msg.header.stamp.sec * 1_000_000_000 + rec.msg.header.stamp.nanosec
         by_stamp[stamp][wanted[rec.topic]] = rec.msg
     vocab = vocabulary or ROAD_USER_CLASSES
