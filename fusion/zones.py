@@ -169,6 +169,7 @@ class ZoneMonitor:
         self.zones = zones
         self._conditions: dict[tuple[str, str, int], _Condition] = {}
         self._slow_since: dict[tuple[str, int], int] = {}  # (zone, track) -> stamp
+        self._last_seen: dict[tuple[str, int], int] = {}  # (zone, track) -> stamp
         self._next_id = 1
 
     def active(self) -> list[dict[str, Any]]:
@@ -210,15 +211,21 @@ class ZoneMonitor:
                     continue
                 key = (zone.name, o.track_id)
                 seen.add(o.track_id)
+                self._last_seen[key] = stamp_ns
                 if o.speed_mps > rule.max_speed_mps:
                     self._slow_since.pop(key, None)
                     still_for = 0
                 else:
                     still_for = stamp_ns - self._slow_since.setdefault(key, stamp_ns)
                 yield o.track_id, still_for >= rule.after_s * NS, {o.track_id}, o
+            # A track missing from a frame or two (the detector flickers) keeps its still
+            # timer; one gone for longer than the debounce starts afresh if it comes back.
+            for key, last in list(self._last_seen.items()):
+                if key[0] == zone.name and stamp_ns - last > zone.debounce_s * NS:
+                    del self._last_seen[key]
+                    self._slow_since.pop(key, None)
             for (z, r, key), c in list(self._conditions.items()):
                 if z == zone.name and r == rule.kind and key not in seen:
-                    self._slow_since.pop((zone.name, key), None)
                     yield key, False, set(c.track_ids), None
         else:  # aisle_blocked
             width = free_width(zone, rule.axis, inside) if inside else float("inf")

@@ -74,6 +74,21 @@ def test_an_object_left_standing_longer_than_allowed():
     assert run(people, [[obj(4, "person", 6.0)]] * 40) == []
 
 
+def test_a_detection_missing_for_a_frame_does_not_restart_the_object_left_timer():
+    # The detector misses a parked forklift in one frame of ten: the inspection sees it
+    # absent then. Gaps shorter than the debounce are one situation: the event, once on,
+    # stays on (it used to end at the first gap while on: the still timer restarted).
+    monitor = ZoneMonitor([zone(Rule("object_left", after_s=2.0, max_speed_mps=0.2))])
+    frames = [[] if k % 10 == 9 else [obj(3, "truck", 6.0, speed=0.05)] for k in range(40)]
+    events = run(monitor, frames)
+    assert [(e["state"], e["start_ns"]) for e in events] == [("started", 20 * NS // 10)]
+    # Gone for longer than the debounce: back, it starts standing afresh (its old timer
+    # used to be kept, and forgotten tracks' timers kept for ever).
+    monitor = ZoneMonitor([zone(Rule("object_left", after_s=2.0, max_speed_mps=0.2))])
+    parked = [obj(3, "truck", 6.0, speed=0.05)]
+    assert run(monitor, [parked] * 15 + [[]] * 6 + [parked] * 15) == []
+
+
 def test_free_width_of_an_aisle():
     z = zone(Rule("aisle_blocked", min_free_width_m=1.0))
     pallet = obj(1, "truck", 5.0, y=-1.0, size=(1.2, 1.2, 1.0))  # y in [-1.6, -0.4]
