@@ -109,6 +109,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .rig_eval import evaluate_rig, format_rig_scores, rig_input_bag
     from .ros_pkg.bag_io import iter_bag
 
+    if args.zones:  # a bad zones file fails before any scoring
+        from .event_eval import evaluate_bag_events
+        from .fusion.zones import load_zones
+
+        load_zones(args.zones)
     for target in args.outputs:
         path = Path(target)
         if path.is_dir():
@@ -143,6 +148,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             )
         if synthetic and not args.gt:  # tracking needs the world's track ids
             print("  " + evaluate_tracking(path).format("tracking"))
+        if args.zones:  # inspection events against the world's true actor states
+            events = evaluate_bag_events(path, args.zones)[0]
+            print(events.format(f"{path}: inspection events, zones {args.zones}"))
     return 0
 
 
@@ -197,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     mk.add_argument(
         "--scenario",
         default="urban_crossing",
-        choices=["urban_crossing", "highway_following", "indoor_aisle"],
+        choices=["urban_crossing", "highway_following", "indoor_aisle", "indoor_inspection"],
     )
     mk.add_argument("--seconds", type=float, default=10.0, help="synthetic duration")
     mk.add_argument("--seed", type=int, default=0, help="synthetic world seed")
@@ -210,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument(
         "--scenario",
         default="urban_crossing",
-        choices=["urban_crossing", "highway_following", "indoor_aisle"],
+        choices=["urban_crossing", "highway_following", "indoor_aisle", "indoor_inspection"],
     )
     pv.add_argument("--time", type=float, default=4.0, help="scenario time, seconds")
     pv.add_argument("--seed", type=int, default=0)
@@ -266,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         help="the replayed bag, for its ground truth (a surround bag: per camera and merged "
         "scores; default: the first bag in the replay's report.json)",
+    )
+    ev.add_argument(
+        "--zones",
+        help="the zones file the replay ran with: also score its inspection events against "
+        "events from the true actor states (synthetic bags): precision, recall, delay per rule",
     )
     ev.set_defaults(func=_cmd_eval)
     ak = sub.add_parser("ask", help="replay a bag and answer a question about its scenes")

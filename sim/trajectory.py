@@ -119,3 +119,34 @@ def waiting_then_walking(x: float, y: float, yaw: float, speed: float, wait: flo
     """Stand still for ``wait`` seconds, then accelerate briskly to ``speed``."""
     ramp = 0.5
     return Trajectory(x, y, yaw, 0.0, (Segment(wait), Segment(ramp, speed / ramp), Segment(60.0)))
+
+
+def stop_and_go(
+    x: float,
+    y: float,
+    yaw: float,
+    speed: float,
+    cruise: float,
+    wait: float,
+    accel: float = 1.0,
+    start_after: float = 0.0,
+) -> Trajectory:
+    """Stand ``start_after`` seconds, pull away at ``accel`` to ``speed``, cruise ``cruise``
+    seconds, brake at ``accel`` to a standstill, stand ``wait`` seconds, then pull away to
+    ``speed`` again and drive on (a forklift stopping across an aisle for a while)."""
+    ramp = speed / accel
+    return Trajectory(
+        x,
+        y,
+        yaw,
+        0.0,
+        (
+            Segment(start_after),
+            Segment(ramp, accel),
+            Segment(cruise),
+            Segment(ramp, -accel),
+            Segment(wait),
+            Segment(ramp, accel),
+            Segment(60.0),
+        ),
+    )

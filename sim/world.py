@@ -1,11 +1,13 @@
 """Scenarios of the synthetic world: static scenery, actors with trajectories, the ego rig.
 
-Three scenarios, seeded and deterministic: ``urban_crossing`` (a four-way intersection
+Four scenarios, seeded and deterministic: ``urban_crossing`` (a four-way intersection
 with buildings, poles, trees, cars, a bus, a truck, a cyclist and pedestrians crossing),
 ``highway_following`` (a divided highway, ego following a lead car among trucks and
-overtaking traffic) and ``indoor_aisle`` (a warehouse aisle between racks with people
-and forklifts, seen by an inspection robot). The world frame is ``odom``: z up, ground
-at z = 0.
+overtaking traffic), ``indoor_aisle`` (a warehouse aisle between racks with people and
+forklifts, seen by an inspection robot driving down it) and ``indoor_inspection`` (the
+same warehouse, scripted so that each inspection rule fires once at a known time, seen by
+the robot standing at the aisle's start). The world frame is ``odom``: z up, ground at
+z = 0.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import numpy as np
 
 from .classes import ACTOR_KINDS, TRAINID
 from .meshes import Mesh, actor_mesh, box, cylinder, sphere
-from .trajectory import Trajectory, stopping, straight, turning, waiting_then_walking
+from .trajectory import (
+    Trajectory,
+    stop_and_go,
+    stopping,
+    straight,
+    turning,
+    waiting_then_walking,
+)
 
 
 @dataclass(frozen=True)
@@ -261,8 +270,10 @@ def highway_following(seed: int = 0) -> World:
     return World("highway_following", b.static, b.actors, ego, VEHICLE_RIG, marks)
 
 
-def indoor_aisle(seed: int = 0) -> World:
-    b = _Builder(seed)
+def _warehouse(b: _Builder, passages: bool = False) -> list[LaneMark]:
+    """The warehouse of the indoor scenarios: floor, walls, roof, rack rows along x (aisles
+    at |y| < 2 and between rows) cut by a cross aisle at x = 30 and, with ``passages``, by
+    two side passages (x 5.4-8.1 and 13.5-16.2). Returns the main aisle's lane marks."""
     x0, x1, y0, y1, h = -10.0, 70.0, -20.0, 20.0, 9.0
     b.slab(x0, x1, y0, y1, 0.0, "road")  # the drivable floor
     b.static += box((x1 - x0, 0.3, h), ((x0 + x1) / 2, y0, h / 2), TRAINID["building"])
@@ -270,9 +281,9 @@ def indoor_aisle(seed: int = 0) -> World:
     b.static += box((0.3, y1 - y0, h), (x1, 0.0, h / 2), TRAINID["building"])
     b.static += box((0.3, y1 - y0, h), (x0, 0.0, h / 2), TRAINID["building"])
     b.static += box((x1 - x0, y1 - y0, 0.3), ((x0 + x1) / 2, 0.0, h), TRAINID["building"])
-    # Rack rows along x (aisles at |y| < 2 and between rows), cut by a cross aisle at x=30.
+    runs = ((0.0, 5.4), (8.1, 13.5), (16.2, 27.0)) if passages else ((0.0, 27.0),)
     for yc in (-3.0, 3.0, -9.0, 9.0, -15.0, 15.0):
-        for xa, xb in ((0.0, 27.0), (33.0, 62.0)):
+        for xa, xb in (*runs, (33.0, 62.0)):
             for xu in np.arange(xa, xb + 0.1, 2.7):
                 for dy in (-0.5, 0.5):
                     b.static += box((0.1, 0.1, 5.0), (float(xu), yc + dy, 2.5), TRAINID["wall"])
@@ -287,7 +298,12 @@ def indoor_aisle(seed: int = 0) -> World:
                             (float(xc), yc, z + size * 0.4),
                             TRAINID["wall"],
                         )
-    marks = [LaneMark("x", -1.6, x0, x1, False, 0.1), LaneMark("x", 1.6, x0, x1, False, 0.1)]
+    return [LaneMark("x", -1.6, x0, x1, False, 0.1), LaneMark("x", 1.6, x0, x1, False, 0.1)]
+
+
+def indoor_aisle(seed: int = 0) -> World:
+    b = _Builder(seed)
+    marks = _warehouse(b)
     b.actor("person", straight(14.0, 0.9, np.pi, 1.0))  # walking towards the robot
     b.actor("person", straight(9.0, -0.8, 0.0, 0.8))  # walking ahead
     b.actor("forklift", straight(30.0, -14.0, np.pi / 2, 1.8))  # crosses the aisle
@@ -297,10 +313,38 @@ def indoor_aisle(seed: int = 0) -> World:
     return World("indoor_aisle", b.static, b.actors, ego, ROBOT_RIG, marks, outdoor=False)
 
 
+def indoor_inspection(seed: int = 0) -> World:
+    """The warehouse scripted for the inspection zones of config/zones_indoor_inspection.yaml
+    (main aisle: x 2-20, |y| < 1.6): one situation per rule, apart in time, seen by a robot
+    standing at the start of the aisle. The exact event times come from the ground truth
+    (``event_eval.truth_events``); those below are for seed 0 (sizes vary with the seed)."""
+    b = _Builder(seed)
+    marks = _warehouse(b, passages=True)
+    # A person crosses the aisle through the near side passage (in the zone 2.1-4.7 s).
+    b.actor("person", straight(6.2, -4.0, np.pi / 2, 1.2))
+    # A forklift turns in from the cross aisle, drives down the aisle into the zone
+    # (vehicle_in_zone from 2.9 s) and parks at x = 11.4 by 6.9 s (object_left once it has
+    # stood for the rule's after_s: from 9.9 s).
+    b.actor("forklift", stopping(27.0, 0.9, np.pi, 2.5, 5.6, 2.0))
+    # Another pulls out of the far side passage behind it and stands across the aisle for
+    # 2.5 s, leaving under 0.5 m free (aisle_blocked 6.5-11.4 s), then drives on.
+    b.actor("forklift", stop_and_go(14.85, -6.2, np.pi / 2, 1.2, 4.0, 2.5, 1.2, 1.5))
+    # A second person crosses back the other way while the first forklift stands parked
+    # (in the zone from 10.1 s).
+    b.actor("person", waiting_then_walking(7.3, 4.0, -np.pi / 2, 1.2, 7.8))
+    # Background traffic in the cross aisle at x = 30, outside the zone.
+    b.actor("forklift", straight(30.0, -14.0, np.pi / 2, 1.8))
+    b.actor("person", waiting_then_walking(31.0, 6.0, -np.pi / 2, 1.2, 2.0))
+    # The robot rolls up to the start of the aisle and stops to watch it.
+    ego = stopping(-1.0, 0.0, 0.0, 0.8, 1.0, 0.8)
+    return World("indoor_inspection", b.static, b.actors, ego, ROBOT_RIG, marks, outdoor=False)
+
+
 SCENARIOS = {
     "urban_crossing": urban_crossing,
     "highway_following": highway_following,
     "indoor_aisle": indoor_aisle,
+    "indoor_inspection": indoor_inspection,
 }
 
 
