@@ -72,3 +72,19 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+# The surround rig's test bag (sim/surround.py): one second of urban_crossing from 10.5 s,
+# four cameras; rendered once per test session (about 20 s on 2 cores).
+SURROUND_SECONDS, SURROUND_START_S = 1.0, 10.5
+
+
+@pytest.fixture(scope="session")
+def surround_bag(tmp_path_factory):
+    from multimodal_perception.sim.surround import SurroundConfig, write_surround_bag
+
+    out = tmp_path_factory.mktemp("surround") / "bag"
+    write_surround_bag(
+        out, SurroundConfig(seconds=SURROUND_SECONDS, seed=0, start_s=SURROUND_START_S)
+    )
+    return out

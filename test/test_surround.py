@@ -9,14 +9,13 @@ from that ground truth, with known answers (perfect, duplicated, half rejected, 
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SURROUND_SECONDS, SURROUND_START_S
 from multimodal_perception.cli import main
 from multimodal_perception.config import load_parameters
 from multimodal_perception.fusion.projection import project_points
@@ -38,17 +37,13 @@ from multimodal_perception.sim.world import VEHICLE_RIG
 
 CAMS = ("front", "left", "rear", "right")
 YAW = {"front": 0.0, "left": 90.0, "rear": 180.0, "right": -90.0}
-SECONDS, START = 1.0, 10.5
+SECONDS, START = SURROUND_SECONDS, SURROUND_START_S
 pytestmark = pytest.mark.slow  # the module's bag takes ~20 s to render on 2 shared cores
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory):
-    out = tmp_path_factory.mktemp("surround") / "bag"
-    t0 = time.perf_counter()
-    write_surround_bag(out, SurroundConfig(seconds=SECONDS, seed=0, start_s=START))
-    print(f"\nsurround bag: {SECONDS} s of scenario written in {time.perf_counter() - t0:.1f} s")
-    return out
+def bag(surround_bag):
+    return surround_bag  # conftest: rendered once per session (test_rig.py uses it too)
 
 
 @pytest.fixture(scope="module")
