@@ -248,7 +248,7 @@ class PerceptionNode(Node):
 
     def _hand_over(self, group: SyncGroup) -> None:
         self.latency.mark(group.stamp_ns, "synced")
-        replaced = self._slot.put(group)
+        replaced = self._slot.put(group, key=group.anchor[0])  # latest wins per camera
         if replaced is not None:
             self.pipeline.count_superseded(replaced)
             self.latency.forget(replaced.stamp_ns)
@@ -320,8 +320,8 @@ class PerceptionNode(Node):
         and published; returns (and prints) the final accounting."""
         waiting = self._slot.close()
         self._compute.join()
-        if waiting is not None:
-            self._run(waiting)
+        for group in waiting:
+            self._run(group)
         for group in self.pipeline.flush():
             self._run(group)
         self._publish(self.pipeline.close())

@@ -191,8 +191,14 @@ def test_latest_slot_supersedes_and_reports_idle():
     assert slot.take(0.1) == 2 and not slot.wait_idle(0.01)  # busy until done
     slot.done()
     assert slot.wait_idle(0.01) and slot.take(0.01) is None
-    slot.put(3)
-    assert slot.close() == 3 and slot.take(0.01) is None
+    # One waiting frame per key (a rig's camera): another camera's frame never replaces
+    # it; taken oldest first.
+    assert slot.put(3, key="front") is None and slot.put(4, key="rear") is None
+    assert slot.put(5, key="front") == 3
+    assert slot.take(0.01) == 4
+    slot.done()
+    slot.put(6, key="rear")
+    assert slot.close() == [5, 6] and slot.take(0.01) is None
 
 
 def test_velocities_name_their_frame_and_relative_needs_the_ego_motion(frames, models):

@@ -123,3 +123,46 @@ def test_parameters_are_declared_from_the_schema_with_ranges(ros):
     finally:
         node.shutdown()
         node.destroy_node()
+
+
+def test_a_camera_rig_node_matches_replay_with_per_camera_topics_and_parameters(ros, surround_bag):
+    rig = {"cameras.names": "front,rear", "cameras.rear.score_threshold": 0.45}
+    messages = [r for r in iter_bag(surround_bag) if not r.topic.startswith("/ground_truth")]
+    params = load_parameters(REPO / "config" / "surround.yaml").with_overrides(rig)
+    replay = Pipeline(params, RosbagsFactory(TYPESTORE))
+    replay.keep_results = True
+    for rec in messages:
+        replay.process(rec.topic, rec.msg)
+    replay.finish()
+
+    overrides = [Parameter("use_sim_time", value=True)]
+    overrides += [Parameter(k, value=v) for k, v in rig.items()]
+    node = PerceptionNode(parameter_overrides=overrides)
+    try:
+        # Each rig camera's overrides are declared, with their description.
+        assert node.get_parameter("cameras.rear.score_threshold").value == 0.45
+        assert node.get_parameter("cameras.front.score_threshold").value == -1.0
+        assert node.pipeline.cores["rear"].min_score == 0.45
+        topics = {p.topic_name for p in node.publishers}
+        assert {"/front/detections_2d", "/rear/scene", "/scene", "/objects_3d"} <= topics
+        subscribed = {s.topic_name for s in node.subscriptions}
+        assert "/cameras/rear/image_raw/compressed" in subscribed
+        assert "/cameras/left/image_raw/compressed" not in subscribed  # not in this rig
+        node.pipeline.keep_results = True
+        images = {f"/cameras/{c}/image_raw/compressed" for c in ("front", "rear")}
+        for rec in messages:
+            node.on_message(rec.topic, to_rclpy(rec), camera=rec.topic in images)
+            assert node.wait_idle(60), "the compute thread did not finish a frame"
+        final = node.shutdown()
+    finally:
+        node.destroy_node()
+    a, b = replay.results, node.pipeline.results
+    assert len(a) == len(b) == 20  # 1 s of two 10 Hz cameras
+    for x, y in zip(a, b, strict=True):
+        assert x.camera_frame == y.camera_frame and _comparable(x) == _comparable(y)
+    assert len(replay.merged_scenes) == len(node.pipeline.merged_scenes) == 10
+    for x, y in zip(replay.merged_scenes, node.pipeline.merged_scenes, strict=True):
+        assert {k: v for k, v in x.items() if k != "latency_ms"} == {
+            k: v for k, v in y.items() if k != "latency_ms"
+        }
+    assert final["inputs"] == replay.accounting()
