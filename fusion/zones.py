@@ -5,8 +5,11 @@ frame tf knows (``map``, ``odom``, ``base_link``), an optional height band, and 
 
 - ``person_in_zone`` / ``vehicle_in_zone`` (``classes``, default the vehicle classes):
   one event per zone while any such object is inside, listing the track ids seen;
-- ``object_left`` (``after_s``, ``max_speed_mps``): an object other than a person that
-  stays inside, slower than ``max_speed_mps``, for longer than ``after_s``; one per track;
+- ``object_left`` (``after_s``, ``max_speed_mps``, ``still_radius_m``): an object other
+  than a person that stays inside for longer than ``after_s``: it became slower than
+  ``max_speed_mps`` and has not moved more than ``still_radius_m`` from where it was then
+  (the displacement, not the speed, ends it: a parked object's tracked speed is noisy as
+  its estimated box shifts); one per track;
 - ``aisle_blocked`` (``min_free_width_m``, ``axis`` x or y: the aisle's length): the free
   width across the aisle, past the objects in it, falls below ``min_free_width_m``.
 
@@ -44,6 +47,7 @@ class Rule:
     max_speed_mps: float = 0.2
     min_free_width_m: float = 1.0
     axis: str = "x"
+    still_radius_m: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ def _rule(zone: str, raw: Any, where: str) -> Rule:
         return Rule(
             raw["type"], level, classes, float(raw.get("after_s", 10.0)),
             float(raw.get("max_speed_mps", 0.2)), float(raw.get("min_free_width_m", 1.0)), axis,
+            float(raw.get("still_radius_m", 1.0)),
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise ZoneError(f"{where}: zone {zone!r}: {exc}") from None
@@ -169,6 +174,7 @@ class ZoneMonitor:
         self.zones = zones
         self._conditions: dict[tuple[str, str, int], _Condition] = {}
         self._slow_since: dict[tuple[str, int], int] = {}  # (zone, track) -> stamp
+        self._still_at: dict[tuple[str, int], np.ndarray] = {}  # ... -> xy when it began
         self._last_seen: dict[tuple[str, int], int] = {}  # (zone, track) -> stamp
         self._next_id = 1
 
@@ -212,11 +218,14 @@ class ZoneMonitor:
                 key = (zone.name, o.track_id)
                 seen.add(o.track_id)
                 self._last_seen[key] = stamp_ns
-                if o.speed_mps > rule.max_speed_mps:
-                    self._slow_since.pop(key, None)
-                    still_for = 0
-                else:
-                    still_for = stamp_ns - self._slow_since.setdefault(key, stamp_ns)
+                at = self._still_at.get(key)
+                if at is not None and np.hypot(*(o.center[:2] - at)) > rule.still_radius_m:
+                    self._slow_since.pop(key, None)  # it moved away: not left there
+                    self._still_at.pop(key, None)
+                if key not in self._slow_since and o.speed_mps <= rule.max_speed_mps:
+                    self._slow_since[key] = stamp_ns
+                    self._still_at[key] = np.asarray(o.center[:2], float).copy()
+                still_for = stamp_ns - self._slow_since.get(key, stamp_ns)
                 yield o.track_id, still_for >= rule.after_s * NS, {o.track_id}, o
             # A track missing from a frame or two (the detector flickers) keeps its still
             # timer; one gone for longer than the debounce starts afresh if it comes back.
@@ -224,6 +233,7 @@ class ZoneMonitor:
                 if key[0] == zone.name and stamp_ns - last > zone.debounce_s * NS:
                     del self._last_seen[key]
                     self._slow_since.pop(key, None)
+                    self._still_at.pop(key, None)
             for (z, r, key), c in list(self._conditions.items()):
                 if z == zone.name and r == rule.kind and key not in seen:
                     yield key, False, set(c.track_ids), None

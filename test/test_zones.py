@@ -89,6 +89,24 @@ def test_a_detection_missing_for_a_frame_does_not_restart_the_object_left_timer(
     assert run(monitor, [parked] * 15 + [[]] * 6 + [parked] * 15) == []
 
 
+def test_a_parked_object_with_a_noisy_tracked_speed_is_left_and_one_driving_off_is_not():
+    rule = Rule("object_left", after_s=2.0, max_speed_mps=0.2, still_radius_m=1.0)
+    # Parked at x = 6 m: its estimated box shifts, so the centre jitters by 0.4 m and the
+    # tracked speed jumps to 0.9 m/s every other frame (it used to restart the timer).
+    rng = np.random.default_rng(0)
+    noisy = [
+        [obj(3, "truck", 6.0 + rng.uniform(-0.2, 0.2), speed=0.9 if k % 2 else 0.1)]
+        for k in range(40)
+    ]
+    events = run(ZoneMonitor([zone(rule)]), noisy)
+    assert [(e["state"], e["start_ns"]) for e in events] == [("started", 20 * NS // 10)]
+    # Slows down for a moment, then drives on: 1.5 m/s takes it past the radius in 0.7 s.
+    stop_and_go = [[obj(3, "truck", 6.0, speed=0.1)]] * 5 + [
+        [obj(3, "truck", 6.0 + 0.15 * k, speed=1.5)] for k in range(1, 35)
+    ]
+    assert run(ZoneMonitor([zone(rule)]), stop_and_go) == []
+
+
 def test_free_width_of_an_aisle():
     z = zone(Rule("aisle_blocked", min_free_width_m=1.0))
     pallet = obj(1, "truck", 5.0, y=-1.0, size=(1.2, 1.2, 1.0))  # y in [-1.6, -0.4]
