@@ -9,7 +9,8 @@ frame tf knows (``map``, ``odom``, ``base_link``), an optional height band, and 
   than a person that stays inside for longer than ``after_s``: it became slower than
   ``max_speed_mps`` and has not moved more than ``still_radius_m`` from where it was then
   (the displacement, not the speed, ends it: a parked object's tracked speed is noisy as
-  its estimated box shifts); one per track;
+  its estimated box shifts); hidden for up to ``occlusion_s`` (someone walks past) it is
+  still there; one per track;
 - ``aisle_blocked`` (``min_free_width_m``, ``axis`` x or y: the aisle's length): the free
   width across the aisle, past the objects in it, falls below ``min_free_width_m``.
 
@@ -48,6 +49,7 @@ class Rule:
     min_free_width_m: float = 1.0
     axis: str = "x"
     still_radius_m: float = 1.0
+    occlusion_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ def _rule(zone: str, raw: Any, where: str) -> Rule:
         return Rule(
             raw["type"], level, classes, float(raw.get("after_s", 10.0)),
             float(raw.get("max_speed_mps", 0.2)), float(raw.get("min_free_width_m", 1.0)), axis,
-            float(raw.get("still_radius_m", 1.0)),
+            float(raw.get("still_radius_m", 1.0)), float(raw.get("occlusion_s", 2.0)),
         )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise ZoneError(f"{where}: zone {zone!r}: {exc}") from None
@@ -199,7 +201,9 @@ class ZoneMonitor:
         # Per-track conditions that are over and settled are forgotten: a zone sees new
         # track ids for as long as the robot runs.
         for k in [
-            k for k, c in self._conditions.items() if k[2] and not c.active and c.since_ns is None
+            k
+            for k, c in self._conditions.items()
+            if k[2] and not c.active and c.since_ns is None and (k[0], k[2]) not in self._last_seen
         ]:
             del self._conditions[k]
         return events
@@ -227,16 +231,20 @@ class ZoneMonitor:
                     self._still_at[key] = np.asarray(o.center[:2], float).copy()
                 still_for = stamp_ns - self._slow_since.get(key, stamp_ns)
                 yield o.track_id, still_for >= rule.after_s * NS, {o.track_id}, o
-            # A track missing from a frame or two (the detector flickers) keeps its still
-            # timer; one gone for longer than the debounce starts afresh if it comes back.
+            # A track missing for a while (the detector flickers, someone walks past)
+            # keeps its still timer and stays left; one gone for longer than occlusion_s
+            # (and the debounce) starts afresh if it comes back.
+            hidden_ns = max(zone.debounce_s, rule.occlusion_s) * NS
             for key, last in list(self._last_seen.items()):
-                if key[0] == zone.name and stamp_ns - last > zone.debounce_s * NS:
+                if key[0] == zone.name and stamp_ns - last > hidden_ns:
                     del self._last_seen[key]
                     self._slow_since.pop(key, None)
                     self._still_at.pop(key, None)
-            for (z, r, key), c in list(self._conditions.items()):
+            for z, r, key in list(self._conditions):
                 if z == zone.name and r == rule.kind and key not in seen:
-                    yield key, False, set(c.track_ids), None
+                    since = self._slow_since.get((zone.name, key))
+                    left = since is not None and stamp_ns - since >= rule.after_s * NS
+                    yield key, left, {key}, None
         else:  # aisle_blocked
             width = free_width(zone, rule.axis, inside) if inside else float("inf")
             blocking = {o.track_id for o in inside}

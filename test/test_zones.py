@@ -82,9 +82,9 @@ def test_a_detection_missing_for_a_frame_does_not_restart_the_object_left_timer(
     frames = [[] if k % 10 == 9 else [obj(3, "truck", 6.0, speed=0.05)] for k in range(40)]
     events = run(monitor, frames)
     assert [(e["state"], e["start_ns"]) for e in events] == [("started", 20 * NS // 10)]
-    # Gone for longer than the debounce: back, it starts standing afresh (its old timer
+    # Gone for longer than occlusion_s: back, it starts standing afresh (its old timer
     # used to be kept, and forgotten tracks' timers kept for ever).
-    monitor = ZoneMonitor([zone(Rule("object_left", after_s=2.0, max_speed_mps=0.2))])
+    monitor = ZoneMonitor([zone(Rule("object_left", after_s=2.0, occlusion_s=0.5))])
     parked = [obj(3, "truck", 6.0, speed=0.05)]
     assert run(monitor, [parked] * 15 + [[]] * 6 + [parked] * 15) == []
 
@@ -105,6 +105,24 @@ def test_a_parked_object_with_a_noisy_tracked_speed_is_left_and_one_driving_off_
         [obj(3, "truck", 6.0 + 0.15 * k, speed=1.5)] for k in range(1, 35)
     ]
     assert run(ZoneMonitor([zone(rule)]), stop_and_go) == []
+
+
+def test_a_parked_object_hidden_by_someone_walking_past_is_still_left():
+    rule = Rule("object_left", after_s=2.0, occlusion_s=2.0)
+    parked = [obj(3, "truck", 6.0, speed=0.05)]
+    # Parked 1.5 s, hidden 1.5 s (a person between it and the camera), seen again: the
+    # object was there all along and is left 2 s after it stopped.
+    events = run(ZoneMonitor([zone(rule)]), [parked] * 15 + [[]] * 15 + [parked] * 10)
+    assert [(e["state"], e["start_ns"]) for e in events] == [("started", 20 * NS // 10)]
+    # An event in progress does not end while it is hidden for 1.5 s ...
+    events = run(ZoneMonitor([zone(rule)]), [parked] * 30 + [[]] * 15 + [parked] * 10)
+    assert [e["state"] for e in events] == ["started"]
+    # ... and ends once it has been gone for longer than occlusion_s (and the debounce).
+    events = run(ZoneMonitor([zone(rule)]), [parked] * 30 + [[]] * 30)
+    assert [(e["state"], e.get("end_ns")) for e in events] == [
+        ("started", None),
+        ("ended", 50 * NS // 10),
+    ]
 
 
 def test_free_width_of_an_aisle():
@@ -187,8 +205,8 @@ def test_the_shipped_inspection_profile_and_zones_load(tmp_path):
 
 
 def test_the_monitor_forgets_tracks_whose_situations_are_over():
-    monitor = ZoneMonitor([zone(Rule("object_left", after_s=0.5))])
+    monitor = ZoneMonitor([zone(Rule("object_left", after_s=0.5, occlusion_s=0.5))])
     for t in range(200):  # 200 objects pass through, each parked briefly, then gone
-        frames = [[obj(t, "truck", 5.0)]] * 12 + [[]] * 8
+        frames = [[obj(t, "truck", 5.0)]] * 12 + [[]] * 14
         run(monitor, frames)
     assert len(monitor._conditions) <= 1 and not monitor._slow_since
