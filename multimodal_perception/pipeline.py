@@ -257,8 +257,7 @@ class Pipeline:
         log.warning("header time went backwards: synchroniser, tracks and tf history reset")
         if self._tf_owned:
             self.tf.clear()
-        for core in self.cores.values():  # a rig's cores share one tracking stage
-            core.reset_time()
+        self.tracking.reset()  # a rig's cores share this one tracking stage
         self.merger.reset()
 
     def _frame_outputs(self, result: FrameResult, camera: RigCamera) -> list[Output]:
