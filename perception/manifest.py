@@ -4,6 +4,12 @@ A manifest names the file (relative to the model directory), pins its sha256, gi
 licence and source, the task, the exact input spec (size, layout, dtype, colour order,
 scaling, mean/std, letterbox or plain resize, pad value), the decoder family and its
 settings, and the class list. Adding a model of a known family is a manifest, not code.
+
+A *derived* manifest (``derived_from``) names a model this project makes locally from a
+pinned source model, such as an INT8 quantisation (``quantization``: the recipe's
+settings). Its file's digest depends on the tool versions that made it, so instead of a
+``sha256`` it pins the source file's digest; the recipe records the produced file's
+digest in a sidecar that the loader checks (``runtime.verify_derived_file``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,23 @@ class InputSpec:
     name: str | None = None  # input tensor name (default: the model's first input)
 
 
+QUANT_CHOICES = {
+    "format": ("QDQ",),
+    "activation_type": ("QUInt8", "QInt8"),
+    "weight_type": ("QInt8", "QUInt8"),
+    "calibrate_method": ("MinMax", "Percentile", "Entropy"),
+}
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Where a derived model comes from: the source manifest's name and the digest of the
+    source file it must be made from (the same value that manifest pins)."""
+
+    model: str
+    sha256: str
+
+
 @dataclass(frozen=True)
 class ModelManifest:
     name: str
@@ -56,6 +79,8 @@ class ModelManifest:
     urls: tuple[str, ...] = ()
     trained_by_project: bool = False
     path: Path | None = None  # the manifest file
+    derived_from: Derivation | None = None  # made locally; ``sha256`` is then ""
+    quantization: dict[str, Any] = field(default_factory=dict)  # the recipe's settings
 
 
 def _require(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -80,9 +105,8 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
         raise ManifestError(
             f"{where}: decoder={decoder!r} is not a {task} decoder {DECODERS[task]}"
         )
-    sha = _require(doc, "sha256", str, where).lower()
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise ManifestError(f"{where}: sha256={sha!r} is not 64 hex digits")
+    derived = _derivation(doc, where)
+    sha = "" if derived else _hex_digest(_require(doc, "sha256", str, where), "sha256", where)
     raw_in = _require(doc, "input", dict, f"{where}")
     try:
         spec = InputSpec(
@@ -131,7 +155,51 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
         decoder_params=dict(params),
         urls=tuple(doc.get("urls", ()) or ()),
         trained_by_project=bool(doc.get("trained_by_project", False)),
+        derived_from=derived,
+        quantization=_quantization(doc, where) if derived else {},
     )
+
+
+def _hex_digest(value: str, key: str, where: str) -> str:
+    value = value.lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise ManifestError(f"{where}: {key}={value!r} is not 64 hex digits")
+    return value
+
+
+def _derivation(doc: dict[str, Any], where: str) -> Derivation | None:
+    raw = doc.get("derived_from")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{where}: derived_from must be a mapping {{model, sha256}}")
+    if "sha256" in doc:
+        # One digest per manifest: a derived file's own digest lives in its sidecar.
+        raise ManifestError(f"{where}: a derived manifest pins derived_from.sha256, not sha256")
+    model = _require(raw, "model", str, f"{where}: derived_from")
+    sha = _hex_digest(_require(raw, "sha256", str, f"{where}: derived_from"), "sha256", where)
+    return Derivation(model, sha)
+
+
+def _quantization(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    raw = _require(doc, "quantization", dict, where)
+    for key, allowed in QUANT_CHOICES.items():
+        if raw.get(key) not in allowed:
+            raise ManifestError(
+                f"{where}: quantization.{key}={raw.get(key)!r}, expected one of {allowed}"
+            )
+    if not isinstance(raw.get("per_channel"), bool):
+        raise ManifestError(f"{where}: quantization.per_channel must be true or false")
+    opset = raw.get("opset", 13)
+    if not isinstance(opset, int) or opset < 13:
+        # Per-channel QDQ needs DequantizeLinear's axis attribute (opset 13).
+        raise ManifestError(f"{where}: quantization.opset={opset!r} must be an integer >= 13")
+    keep = raw.get("keep_float", [])
+    if not isinstance(keep, list) or not all(isinstance(k, str) and k for k in keep):
+        raise ManifestError(
+            f"{where}: quantization.keep_float must be a list of node-name prefixes"
+        )
+    return {**raw, "opset": opset, "keep_float": list(keep)}
 
 
 def load_manifest(path: str | Path) -> ModelManifest:
@@ -168,4 +236,30 @@ def available_manifests(directory: Path | None = None) -> dict[str, ModelManifes
     for path in sorted(directory.glob("*.yaml")):
         manifest = load_manifest(path)
         out[manifest.name] = manifest
+    for manifest in out.values():
+        if manifest.derived_from is not None:
+            check_derivation(manifest, out)
     return out
+
+
+def check_derivation(manifest: ModelManifest, manifests: dict[str, ModelManifest]) -> None:
+    """A derived model is the same network as its source: same task, input, decoder and
+    classes (decoder settings may differ), made from the file the source manifest pins."""
+    if manifest.derived_from is None:
+        return
+    where = manifest.path or manifest.name
+    source = manifests.get(manifest.derived_from.model)
+    if source is None:
+        raise ManifestError(
+            f"{where}: derived_from.model {manifest.derived_from.model!r} has no manifest"
+        )
+    if source.derived_from is not None:
+        raise ManifestError(f"{where}: derived from {source.name}, itself a derived model")
+    if manifest.derived_from.sha256 != source.sha256:
+        raise ManifestError(
+            f"{where}: derived_from.sha256 {manifest.derived_from.sha256} is not the sha256 "
+            f"{source.sha256} that {source.name} pins"
+        )
+    for key in ("task", "input", "decoder", "classes"):
+        if getattr(manifest, key) != getattr(source, key):
+            raise ManifestError(f"{where}: {key} differs from the source model {source.name}'s")

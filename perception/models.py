@@ -3,7 +3,8 @@
 Real pretrained models live in a model directory (parameter ``models.directory`` or
 ``MMP_MODEL_DIR``; in development and CI ``../shared/models``). The project-trained tiny
 models ship in ``models/`` itself. Without a model directory the project-trained models
-are the defaults, and results say so.
+are the defaults, and results say so. Models the project derives locally (INT8) are looked
+for in the model directory, then in ``<cache>/models`` where their recipe writes them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..paths import cache_dir
 from .manifest import ModelManifest, available_manifests, manifest_dir
 from .runtime import Backend, ModelLoadError, RuntimeOptions, create_backend
 
@@ -29,12 +31,27 @@ def model_directory(explicit: str | Path | None = None) -> Path | None:
 def resolve_model_path(manifest: ModelManifest, directory: Path | None) -> Path:
     if manifest.trained_by_project:
         return manifest_dir() / manifest.file
+    if manifest.derived_from is not None:
+        return derived_model_path(manifest, directory)
     if directory is None:
         raise ModelLoadError(
             f"model {manifest.name} needs a model directory (parameter models.directory or "
             f"MMP_MODEL_DIR) holding {manifest.file}"
         )
     return directory / manifest.file
+
+
+def derived_dir() -> Path:
+    """Where the recipes write derived models by default (ignored, never committed)."""
+    return cache_dir() / "models"
+
+
+def derived_model_path(manifest: ModelManifest, directory: Path | None) -> Path:
+    """The model directory's copy when it has one, else the cache's (which may not exist:
+    loading then fails naming the recipe to run)."""
+    if directory is not None and (directory / manifest.file).exists():
+        return directory / manifest.file
+    return derived_dir() / manifest.file
 
 
 def default_model(task: str, directory: Path | None) -> str:

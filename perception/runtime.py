@@ -6,12 +6,15 @@ actually runs is logged and reported. Thread settings, warm-up, and IO binding f
 outputs. A TorchScript backend serves PyTorch models behind the same interface; torch is
 imported only when that backend is asked for. Model files are checked before loading:
 missing, unreadable, not the manifest's sha256, or not loadable fails fast, naming the
-path and the reason.
+path and the reason. A model made locally (a derived manifest, e.g. INT8) is checked
+against the provenance sidecar its recipe wrote: made from the pinned source file, with
+the manifest's settings, and still the file the recipe produced.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +71,54 @@ def verify_model_file(path: Path, expected_sha256: str | None) -> None:
                 f"model file {path}: sha256 {actual} differs from the manifest's "
                 f"{expected_sha256} (corrupt, truncated or a different release)"
             )
+
+
+PROVENANCE_SCHEMA = "mmp.derived_model/1"
+
+
+def provenance_path(model_path: Path) -> Path:
+    """The sidecar a recipe writes beside a derived model file."""
+    return model_path.with_name(model_path.name + ".provenance.json")
+
+
+def verify_derived_file(manifest: ModelManifest, path: Path) -> None:
+    """Check a derived model against its sidecar and its manifest. The sidecar is not a
+    signature: it catches a stale, mixed-up, truncated or hand-replaced file, not tampering
+    by someone who rewrites both."""
+    if manifest.derived_from is None:
+        raise ModelLoadError(f"{manifest.name} is not a derived model")
+    remake = f"re-run scripts/quantize_models.py {manifest.name}"
+    if not path.exists():
+        raise ModelLoadError(f"model file {path} does not exist ({remake})")
+    sidecar = provenance_path(path)
+    try:
+        doc = json.loads(sidecar.read_text())
+        made_from, settings, digest = doc["source"], doc["recipe"], doc["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"model file {path}: no readable provenance {sidecar.name} ({type(exc).__name__}); "
+            f"{remake}"
+        ) from None
+    if doc.get("schema") != PROVENANCE_SCHEMA or not isinstance(made_from, dict):
+        raise ModelLoadError(f"{sidecar}: not a {PROVENANCE_SCHEMA} file; {remake}")
+    want = (manifest.derived_from.model, manifest.derived_from.sha256)
+    if (made_from.get("model"), made_from.get("sha256")) != want:
+        raise ModelLoadError(
+            f"model file {path} was made from {made_from.get('model')} sha256 "
+            f"{made_from.get('sha256')}, not the pinned {want[0]} {want[1]}; {remake}"
+        )
+    if settings != manifest.quantization:
+        raise ModelLoadError(
+            f"model file {path} was made with other settings than manifest "
+            f"{manifest.path or manifest.name} declares; {remake}"
+        )
+    verify_model_file(path, None)
+    actual = sha256_of(path)
+    if actual != digest:
+        raise ModelLoadError(
+            f"model file {path}: sha256 {actual} differs from the {digest} its recipe recorded "
+            f"in {sidecar.name} (changed after it was made); {remake}"
+        )
 
 
 class Backend(Protocol):
@@ -224,7 +275,10 @@ def create_backend(
     manifest: ModelManifest, path: Path, options: RuntimeOptions = RuntimeOptions()
 ) -> Backend:
     """Verify the file against the manifest, load it, check the input shape, warm up."""
-    verify_model_file(path, manifest.sha256)
+    if manifest.derived_from is not None:
+        verify_derived_file(manifest, path)
+    else:
+        verify_model_file(path, manifest.sha256)
     spec = manifest.input
     if path.suffix in (".pt", ".ts", ".torchscript"):
         shape = (
