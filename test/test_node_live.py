@@ -45,8 +45,9 @@ from multimodal_perception.ros_pkg.player import play  # noqa: E402
 pytestmark = pytest.mark.slow
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
 NS = "/perception"
-# Every output a frame publishes (captions, answers and the debug image are optional).
-OPTIONAL = ("scene_caption", "answer", "debug_image", "events")
+# Every output a frame publishes (captions, answers, the debug image, zone events and
+# open-vocabulary findings are optional: off by default).
+OPTIONAL = ("scene_caption", "answer", "debug_image", "events", "findings")
 OUTPUTS = {k: v for k, v in OUTPUT_TYPES.items() if k not in OPTIONAL} | {"label_info": LabelInfo}
 TYPESTORE = get_project_typestore()
 
