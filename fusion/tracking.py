@@ -199,12 +199,12 @@ class Tracker:
         self,
         stamp: int,
         measurements: list[Measurement],
-        observable: Callable[[Track], bool] | None = None,
+        observable: Callable[[list[Track]], np.ndarray] | None = None,
     ) -> list[Track]:
         """Advance to ``stamp`` and fold in its measurements; returns the confirmed tracks
         seen in this frame (and coasting ones are kept internally). ``observable``: which
-        tracks this frame's sensor could have seen (default all); the others coast
-        without a miss."""
+        of the tracks (a bool per track, all at once) this frame's sensor could have seen
+        (default all); the others coast without a miss."""
         if self._stamp is not None and stamp < self._stamp - self.config.max_out_of_order_s * 1e9:
             self.tracks.clear()
             self.resets += 1
@@ -261,8 +261,9 @@ class Tracker:
                 matched_meas.add(mi[c])
                 owner[mi[c]] = track
         survivors = []
+        visible = observable(self.tracks) if observable is not None else None
         for i, t in enumerate(self.tracks):
-            in_view = observable is None or observable(t)
+            in_view = visible is None or bool(visible[i])
             if i not in matched_tracks and in_view:
                 t.missed += 1
                 t.existence = max(0.0, t.existence - 0.25)

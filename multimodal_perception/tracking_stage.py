@@ -35,17 +35,23 @@ def tracker_config(p: Parameters) -> TrackerConfig:
     )
 
 
-def in_view(frame: SyncedFrame, T_track_base: np.ndarray) -> Callable[[Track], bool]:
+def in_view(
+    frame: SyncedFrame, T_track_base: np.ndarray
+) -> Callable[[list[Track]], np.ndarray]:
     """Which tracks this frame's camera could have seen: in front of it and projecting
-    into its image (with the camera's own model). No calibration: none."""
+    into its image (with the camera's own model), all tracks in one projection. No
+    calibration: none."""
     camera, T_cam_base = frame.camera, frame.T_cam_base
     if camera is None or T_cam_base is None:
-        return lambda track: False
+        return lambda tracks: np.zeros(len(tracks), dtype=bool)
     T_cam_track = T_cam_base @ np.linalg.inv(T_track_base)
 
-    def visible(track: Track) -> bool:
-        p = np.array([[track.x[0], track.x[1], TRACK_VIEW_HEIGHT_M]])
-        return len(project_points(p, T_cam_track, camera).index) == 1
+    def visible(tracks: list[Track]) -> np.ndarray:
+        out = np.zeros(len(tracks), dtype=bool)
+        if tracks:
+            p = np.array([[t.x[0], t.x[1], TRACK_VIEW_HEIGHT_M] for t in tracks])
+            out[project_points(p, T_cam_track, camera).index] = True
+        return out
 
     return visible
 

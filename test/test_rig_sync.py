@@ -124,7 +124,11 @@ def _meas(x: float, y: float) -> Measurement:
 
 def test_a_frame_from_another_camera_does_not_count_a_miss_for_tracks_it_cannot_see():
     tracker = Tracker(TrackerConfig(confirm_hits=3, max_missed_s=1.0))
-    left_only = (lambda t: t.x[1] > 0), (lambda t: t.x[1] <= 0)  # left camera, right camera
+    # Which tracks each camera sees, a bool per track: the left camera, the right camera.
+    left_only = (
+        lambda tracks: np.array([t.x[1] > 0 for t in tracks], dtype=bool),
+        lambda tracks: np.array([t.x[1] <= 0 for t in tracks], dtype=bool),
+    )
     t = 0
     for _ in range(3):  # a car on the left, seen by the left camera, confirmed
         tracker.step(t, [_meas(0.0, 5.0)], left_only[0])
