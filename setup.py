@@ -64,6 +64,7 @@ setup(
         "jsonschema>=4.0",
         "matplotlib>=3.5",
         "open3d>=0.17",
+        "threadpoolctl>=3.1",
     ],
     extras_require={
         "torch": ["torch>=2.1", "onnx>=1.14"],

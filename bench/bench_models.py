@@ -1,6 +1,7 @@
 """Model runtime: the wrapper's overhead over a raw ``session.run`` on the same inputs and
 threads (pre/post-processing excluded; target at most 1.03x), and per-model pre-process,
-inference and post-process milliseconds (one thread)."""
+inference and post-process milliseconds (one thread). Raw and wrapper calls alternate, so
+the machine's drift hits both alike; rows go to bench/results.json."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from multimodal_perception.perception.runtime import RuntimeOptions
 from multimodal_perception.perception.segmenter import Segmenter
 
 try:
-    from .common import median_seconds, report
+    from .common import median_seconds_interleaved, record, report, write_results
 except ImportError:
-    from common import median_seconds, report
+    from common import median_seconds_interleaved, record, report, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,10 +55,14 @@ def main() -> None:
         raw = ort.InferenceSession(str(directory / manifest.file) if not manifest.trained_by_project
                                    else str(Path(manifest.path).parent / manifest.file), so,
                                    providers=["CPUExecutionProvider"])  # fmt: skip
-        raw_t = median_seconds(lambda r=raw, f=feeds: r.run(None, f), repeat=30)
-        wrap_t = median_seconds(lambda b=backend, f=feeds: b.run(f), repeat=30)
+        raw_t, wrap_t = median_seconds_interleaved(
+            [lambda r=raw, f=feeds: r.run(None, f), lambda b=backend, f=feeds: b.run(f)],
+            repeat=40,
+        )
         report(f"{name}: raw session.run", raw_t)
         report(f"{name}: wrapper backend.run", wrap_t, raw_t, "<= 1.03x")
+        record(f"wrapper_ms_{name}", wrap_t * 1e3, "ms", raw_t * 1e3, "<= 1.03x",
+               wrap_t <= 1.03 * raw_t)  # fmt: skip
         if manifest.task == "detection":
             stage = Detector(manifest, backend)
             call = stage.detect
@@ -84,3 +89,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print(f"results: {write_results()}")

@@ -24,6 +24,24 @@ def median_seconds(fn: Callable[[], object], repeat: int = 30, warmup: int = 3) 
     return samples[len(samples) // 2]
 
 
+def median_seconds_interleaved(
+    fns: list[Callable[[], object]], repeat: int = 30, warmup: int = 3
+) -> list[float]:
+    """Median seconds of each of ``fns``, called in turn round after round: drifts in the
+    machine's load or clock hit all of them alike (timed one after the other, a ratio near
+    1 is mostly the drift between the two runs)."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, samples, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [float(sorted(s)[len(s) // 2]) for s in samples]
+
+
 def report(name: str, seconds: float, baseline: float | None = None, target: str = "") -> str:
     line = f"{name:58} {seconds * 1e3:9.3f} ms"
     if baseline is not None:

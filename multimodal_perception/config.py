@@ -202,7 +202,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "segmenter.mode",
         "tiles",
-        "Wide frames: 'tiles' (full resolution) or 'letterbox' (one call, faster)",
+        "Wide frames: 'tiles' (full resolution) or 'letterbox' (one call at the camera's "
+        "aspect, faster)",
         choices=("tiles", "letterbox"),
     ),
     ParamSpec("filter.enabled", True, "Semantic-consistency filtering of boxes"),

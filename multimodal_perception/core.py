@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -120,6 +121,16 @@ class FrameCore:
         self.tracking = tracking if tracking is not None else TrackingStage(params)
         self.min_score = min_score
         self.ground_cache = ground_cache
+        self._prefetched: dict[int, tuple[SyncedFrame, Future, Future | None]] = {}
+
+    def prefetch(self, frame: SyncedFrame) -> None:
+        """Start both models on ``frame`` now, ahead of its ``step`` (replay's one-frame
+        lookahead: the models' worker runs the next frame while this thread fuses the
+        current one). A no-op when the models run one after the other."""
+        detecting = self.models.start_detector(frame.image)
+        if detecting is not None:  # the frame pins its id
+            segmenting = self.models.start_segmenter(frame.image)
+            self._prefetched[id(frame)] = (frame, detecting, segmenting)
 
     @property
     def tracker(self) -> Tracker:
@@ -146,11 +157,20 @@ class FrameCore:
         p = self.params
         laps = _Laps(self.clock)
         degraded = list(frame.degraded)
-        # In parallel the segmenter runs on the stack's worker while this thread detects;
-        # its lap is then the time waited for it after the detector.
-        pending = self.models.start_segmenter(frame.image)
-        det, others = select_classes(self.models.detector(frame.image), self.wanted, self.min_score)
+        # In parallel the segmenter runs on the stack's worker (started here, or already by
+        # ``prefetch``) while this thread detects and prepares the lidar; its lap is then
+        # the time still waited for it.
+        prefetched = self._prefetched.pop(id(frame), None)
+        if prefetched is not None and prefetched[0] is frame:
+            raw = prefetched[1].result()
+            pending = prefetched[2]
+        else:
+            pending = self.models.start_segmenter(frame.image)
+            raw = self.models.detector(frame.image)
+        det, others = select_classes(raw, self.wanted, self.min_score)
         laps.lap("detector")
+        lidar, radar_proj = self._project(frame)
+        laps.lap("project")
         if pending is not None:
             seg = pending.result()
         else:
@@ -159,8 +179,6 @@ class FrameCore:
         drivable = self.models.drivable(frame.image)
         if drivable is not None:
             laps.lap("lanes")
-        lidar, radar_proj = self._project(frame)
-        laps.lap("project")
         decisions = self._judge(det, seg, lidar, radar_proj, frame)
         laps.lap("filter")
         classes = det.labels()

@@ -11,7 +11,7 @@ messages and turns the second into messages.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .fusion.tracking import Track
 from .perception.detector import Detections
 from .perception.segmenter import Segmentation
 from .ros_pkg.camera_info import CameraModel
+
+if TYPE_CHECKING:
+    from .rig import RigCamera
 
 
 @dataclass(frozen=True)
@@ -108,3 +111,12 @@ class FrameResult:
     def rejected(self) -> list[int]:
         """Boxes the filter dropped, then boxes dropped as duplicates."""
         return [i for i, d in enumerate(self.decisions) if not d.keep] + sorted(self.duplicates)
+
+
+class Aligned(NamedTuple):
+    """A synchronised group aligned into a frame, waiting for its core (``Pipeline``)."""
+
+    topic: str  # the anchor's
+    camera: RigCamera
+    frame: SyncedFrame
+    align_ms: float

@@ -19,6 +19,8 @@ anchors a frame with its own lidar and radar partners (``fusion.rig_sync``), one
 ``process`` runs them all for one message (replay). The node splits it: ``ingest`` in the
 subscription callbacks (cheap; returns the groups that became complete) and ``run`` on its
 compute thread. Accounting is guarded by ``lock``, so the two threads may call in.
+Replay drives it through ``lookahead.Lookahead`` (models of frame N+1 run while frame N
+is fused), which uses ``align_group`` and ``run_aligned``, the two halves of ``run``.
 """
 
 from __future__ import annotations
@@ -36,10 +38,9 @@ from .config import Parameters
 from .core import FrameCore
 from .describe import describe_scene
 from .findings import Findings, findings_outputs
-from .frame import FrameResult
+from .frame import Aligned, FrameResult
 from .fusion.alignment import AlignConfig, NoCameraError, align
-from .fusion.rig_sync import RigSynchronizer
-from .fusion.sync import SyncGroup, Synchronizer
+from .fusion.sync import SyncGroup
 from .fusion.transforms import TransformBuffer, TransformSource
 from .ingest import Ingest
 from .inspection import Inspection
@@ -47,7 +48,7 @@ from .overlay import result_overlay
 from .perception.multimodal_worker import MultimodalResult
 from .perception.scene_qa import SceneQA, make_worker
 from .perception.stack import ModelStack, load_models
-from .rig import RigCamera, merged_camera, rig_cameras, sync_config
+from .rig import RigCamera, camera_of_topic, merged_camera, rig_cameras, synchronizer
 from .rig_merge import RigMerger
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
@@ -77,20 +78,9 @@ class Pipeline:
         self.lock = threading.RLock()
         self.ingest_stage = Ingest(params)
         self.cameras = rig_cameras(params)
-        self.camera_of: dict[str, RigCamera] = {
-            t: cam
-            for cam in self.cameras
-            for t in (cam.image_topic, cam.compressed_topic, cam.info_topic)
-        }
+        self.camera_of = camera_of_topic(self.cameras)
         self.rig = bool(self.cameras[0].name)
-        self.sync: Synchronizer | RigSynchronizer = (
-            RigSynchronizer(
-                sync_config(params),
-                {t: c.name for c in self.cameras for t in (c.image_topic, c.compressed_topic)},
-            )
-            if self.rig
-            else Synchronizer(sync_config(params))
-        )
+        self.sync = synchronizer(params, self.cameras)
         # Replay feeds /tf into its own buffer; the node passes tf2_ros or its own listener.
         self.tf: TransformSource = transforms if transforms is not None else TransformBuffer()
         self._tf_owned = transforms is None
@@ -128,6 +118,8 @@ class Pipeline:
         self.merged_scenes: list[dict[str, Any]] = []  # a rig's, with keep_results
         self._label_info_sent = False
         self._last_diag_ns: int | None = None
+        # Header time went backwards (``lookahead`` defers it past the frames it holds).
+        self.on_time_jump: Callable[[], None] = self._on_time_jump
 
     # -- what other code reads -----------------------------------------------------------
     @property
@@ -178,14 +170,17 @@ class Pipeline:
                         self.tf.set_transform(t, static=decoded.role == "tf_static")
                 return []
             if decoded.role == "camera_info":
-                self.camera_models[self.camera_of[topic].name] = decoded.payload
+                name, info = self.camera_of[topic].name, decoded.payload
+                if name not in self.camera_models:
+                    self.models.prepare(info.width, info.height)
+                self.camera_models[name] = info
                 return []
             prior_resets = self.sync.resets
             groups = self.sync.push(
                 decoded.role, decoded.stamp_ns, (topic, decoded.payload), key=topic
             )
             if self.sync.resets != prior_resets:
-                self._on_time_jump()
+                self.on_time_jump()
             return groups
 
     def advance(self, clock_ns: int) -> list[SyncGroup]:
@@ -212,30 +207,44 @@ class Pipeline:
 
     def run(self, group: SyncGroup) -> list[Output]:
         """Align, run the core, encode: one frame's outputs (none if it failed, counted)."""
+        aligned = self.align_group(group)
+        return self.run_aligned(aligned) if aligned is not None else []
+
+    def align_group(self, group: SyncGroup) -> Aligned | None:
+        """A complete group aligned into a frame (None if it cannot be, counted)."""
         topic = group.anchor[0]
         # Another sensor may anchor the frames of a one-camera setup.
         camera = self.camera_of.get(topic, self.cameras[0])
         try:
             t0 = self.clock()
-            model = self.camera_models.get(camera.name)
-            frame = align(group, self.tf, model, self._align_config())
-            align_ms = (self.clock() - t0) * 1e3
-            result = self.cores[camera.name].step(frame)
-            result.timings_ms["align"] = align_ms
-            if frame.notes:
-                self.degraded_detail = frame.notes[-1]
-            return self._frame_outputs(result, camera)
+            frame = align(group, self.tf, self.camera_models.get(camera.name), self._align_config())
+            return Aligned(topic, camera, frame, (self.clock() - t0) * 1e3)
         except NoCameraError as exc:
             log.info("%s", exc)
             with self.lock:
                 self.ingest_stage.count(topic, "used", -1)
                 self.ingest_stage.count(topic, "no_camera_partner")
-            return []
         except Exception as exc:
-            log.exception("frame at %d ns failed: %s", group.stamp_ns, exc)
-            with self.lock:
-                self.ingest_stage.count(topic, "used", -1)
-                self.ingest_stage.count(topic, "processing_error")
+            self._failed(topic, group.stamp_ns, exc)
+        return None
+
+    def _failed(self, topic: str, stamp_ns: int, exc: Exception) -> None:
+        log.exception("frame at %d ns failed: %s", stamp_ns, exc)
+        with self.lock:
+            self.ingest_stage.count(topic, "used", -1)
+            self.ingest_stage.count(topic, "processing_error")
+
+    def run_aligned(self, aligned: Aligned) -> list[Output]:
+        """The core and the encoders on an aligned frame: its outputs (none if it failed)."""
+        frame = aligned.frame
+        try:
+            result = self.cores[aligned.camera.name].step(frame)
+            result.timings_ms["align"] = aligned.align_ms
+            if frame.notes:
+                self.degraded_detail = frame.notes[-1]
+            return self._frame_outputs(result, aligned.camera)
+        except Exception as exc:
+            self._failed(aligned.topic, frame.stamp_ns, exc)
             return []
 
     def count_superseded(self, group: SyncGroup) -> None:

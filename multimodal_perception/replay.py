@@ -33,6 +33,7 @@ import numpy as np
 
 from .config import load_parameters
 from .html_report import write_html
+from .lookahead import Lookahead
 from .perception.stack import ModelStack
 from .pipeline import Output, Pipeline
 from .progress import Progress
@@ -101,6 +102,7 @@ def replay(
             file=sys.stderr,
         )
     pipeline.keep_debug = True
+    ahead = Lookahead(pipeline)  # the models of frame N+1 run while frame N is fused
     inputs = pipeline.inputs()
     # Messages stream from the bag as they are processed (memory does not grow with the
     # bag); the counts for sampling pictures and the progress bar come from its index.
@@ -131,7 +133,7 @@ def replay(
     start = time.perf_counter()
     first_stamp: int | None = None
     asked_at = 0
-    with BagWriter(tmp) as writer:
+    with BagWriter(tmp, background=True) as writer:
 
         def emit(outputs: list[Output]) -> None:
             nonlocal scene_count
@@ -168,7 +170,7 @@ def replay(
                 continue
             if first_stamp is None:
                 first_stamp = rec.log_time_ns
-            emit(pipeline.process(rec.topic, rec.msg))
+            emit(ahead.process(rec.topic, rec.msg))
             if (
                 ask_every
                 and pipeline.frames
@@ -180,7 +182,7 @@ def replay(
                     emit(pipeline.ask(question))
             if bar is not None and n % 20 == 0:
                 bar.update(rec.log_time_ns, pipeline.frames, _drops(pipeline))
-        emit(pipeline.finish())
+        emit(ahead.finish())
         if bar is not None:
             bar.close(span[1] or 0, pipeline.frames, _drops(pipeline))
         for question in questions or ():

@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 from .config import MS, ParameterError, Parameters
-from .fusion.sync import SensorWindow, SyncConfig
+from .fusion.rig_sync import RigSynchronizer
+from .fusion.sync import SensorWindow, SyncConfig, Synchronizer
 
 # ROS 2 name tokens: the camera name becomes a namespace segment and a parameter segment.
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -80,6 +81,19 @@ def merged_camera(params: Parameters) -> str:
     """The camera whose frames publish the merged scene ('' for a one-camera setup)."""
     names = camera_names(params)
     return (params["cameras.merged_on"] or names[0]) if names else ""
+
+
+def synchronizer(params: Parameters, cameras: list[RigCamera]) -> Synchronizer | RigSynchronizer:
+    """One camera: a Synchronizer; a rig: one per camera, keyed by image topic."""
+    if not cameras[0].name:
+        return Synchronizer(sync_config(params))
+    topics = {t: c.name for c in cameras for t in (c.image_topic, c.compressed_topic)}
+    return RigSynchronizer(sync_config(params), topics)
+
+
+def camera_of_topic(cameras: list[RigCamera]) -> dict[str, RigCamera]:
+    """Each camera's image, compressed image and CameraInfo topic -> the camera."""
+    return {t: c for c in cameras for t in (c.image_topic, c.compressed_topic, c.info_topic)}
 
 
 def sync_config(params: Parameters) -> SyncConfig:

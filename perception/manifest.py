@@ -45,6 +45,10 @@ class InputSpec:
     resize: str = "letterbox"  # or "stretch"
     pad_value: int = 114
     name: str | None = None  # input tensor name (default: the model's first input)
+    # > 0: a fully convolutional segmenter whose graph may be re-shaped at load to a
+    # frame's aspect (``perception.reshape``): its short side becomes fit_stride * k + 1
+    # (the output stride; SAME padding then matches the original at every stage).
+    fit_stride: int = 0
 
 
 QUANT_CHOICES = {
@@ -121,6 +125,7 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
             resize=str(raw_in.get("resize", "letterbox")),
             pad_value=int(raw_in.get("pad_value", 114)),
             name=raw_in.get("name"),
+            fit_stride=int(raw_in.get("fit_stride", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ManifestError(f"{where}: input spec: {exc!r}") from None
@@ -134,6 +139,10 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
             raise ManifestError(f"{where}: input.{key}={value!r}, expected one of {allowed}")
     if not (8 <= spec.width <= 8192 and 8 <= spec.height <= 8192):
         raise ManifestError(f"{where}: input size {spec.width}x{spec.height} out of range")
+    if spec.fit_stride not in (0, 8, 16, 32) or (spec.fit_stride and task != "segmentation"):
+        raise ManifestError(
+            f"{where}: input.fit_stride={spec.fit_stride}: 0, or 8/16/32 for a segmenter"
+        )
     if len(spec.mean) != 3 or len(spec.std) != 3 or min(spec.std) <= 0:
         raise ManifestError(f"{where}: input.mean/std need 3 values, std > 0")
     classes = _require(doc, "classes", list, where)

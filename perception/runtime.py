@@ -184,7 +184,11 @@ def _provider_list(options: RuntimeOptions, available: list[str]) -> list[Any]:
     return out
 
 
-def create_onnx_backend(path: Path, options: RuntimeOptions = RuntimeOptions()) -> OrtBackend:
+def create_onnx_backend(
+    path: Path, options: RuntimeOptions = RuntimeOptions(), model: bytes | None = None
+) -> OrtBackend:
+    """``model``: the serialised graph to run instead of reading ``path`` (a graph derived
+    in memory from that verified file, ``perception.reshape``)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -199,7 +203,8 @@ def create_onnx_backend(path: Path, options: RuntimeOptions = RuntimeOptions()) 
     so.log_severity_level = 3
     providers = _provider_list(options, ort.get_available_providers())
     try:
-        session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        source = model if model is not None else str(path)
+        session = ort.InferenceSession(source, sess_options=so, providers=providers)
     except Exception as exc:
         raise ModelLoadError(
             f"model file {path} cannot be loaded by onnxruntime: {str(exc).splitlines()[0]}"

@@ -20,6 +20,7 @@ from .decoders import RawSegmentation, decode_argmax, decode_logits, decode_twin
 from .detector import StageTimes
 from .manifest import ModelManifest
 from .preprocess import resize_image, to_tensor
+from .reshape import FitInput
 from .runtime import Backend
 from .tiling import Tile, make_tiles
 
@@ -47,6 +48,9 @@ class Segmenter:
     # frame's aspect kept (padded, lower resolution). Neither squashes a wide frame.
     mode: str = "tiles"
     last_times: StageTimes = field(default_factory=StageTimes)
+    # letterbox: the graph re-shaped to the frame's aspect, when its manifest allows
+    # (input.fit_stride; ``perception.reshape``): no compute spent on padding.
+    fit: FitInput | None = None
 
     def __post_init__(self) -> None:
         batch = self.backend.input_shapes[0][0]
@@ -112,13 +116,15 @@ class Segmenter:
 
     def _segment_letterbox(self, bgr: np.ndarray) -> Segmentation:
         h, w = bgr.shape[:2]
-        spec = dataclasses.replace(self.manifest.input, resize="letterbox", pad_value=0)
+        fitted = self.fit(w, h) if self.fit is not None else None
+        backend, spec = fitted if fitted is not None else (self.backend, self.manifest.input)
+        spec = dataclasses.replace(spec, resize="letterbox", pad_value=0)
         times = StageTimes()
         t0 = time.perf_counter()
         resized, resize = resize_image(bgr, spec)
         tensor = to_tensor([resized], spec)
         t1 = time.perf_counter()
-        out = self.backend.run({self.backend.input_names[0]: tensor})
+        out = backend.run({backend.input_names[0]: tensor})
         t2 = time.perf_counter()
         raw = self._decode(out[0][:1])[0]
         nw, nh = round(w * resize.scale_x), round(h * resize.scale_y)

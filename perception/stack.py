@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from .detector import Detector, TilingConfig
-from .models import default_model, load_model, model_directory
+from .models import default_model, load_model, model_directory, resolve_model_path
+from .reshape import FittedSegmenterInput
 from .runtime import ModelLoadError, RuntimeOptions
 from .segmenter import Segmenter
 
@@ -39,9 +40,29 @@ class ModelStack:
         sequential or without a segmenter."""
         if not self.parallel or self.segmenter is None:
             return None
+        return self._worker().submit(self.segmenter.segment, bgr)
+
+    def start_detector(self, bgr: np.ndarray) -> Future | None:
+        """Start detecting on the same worker (a frame run ahead: ``FrameCore.prefetch``);
+        None when sequential. The worker then runs both models of a frame in turn."""
+        if not self.parallel:
+            return None
+        return self._worker().submit(self.detector, bgr)
+
+    def prepare(self, width: int, height: int) -> None:
+        """A camera of this size is coming (its CameraInfo arrived): build the segmenter's
+        session for that size now, on the worker when there is one, not on the first frame."""
+        if self.segmenter is None or self.segmenter.fit is None:
+            return
+        if self.parallel:
+            self._worker().submit(self.segmenter.fit, width, height)
+        else:
+            self.segmenter.fit(width, height)
+
+    def _worker(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-segmenter")
-        return self._pool.submit(self.segmenter.segment, bgr)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-models")
+        return self._pool
 
     @property
     def label_space(self) -> str:
@@ -90,9 +111,19 @@ def thread_plan(threads: int, per_model: int, has_segmenter: bool) -> tuple[bool
     return parallel, intra
 
 
+def limit_blas_threads() -> None:
+    """numpy's BLAS to one thread for the process. Its products here are N x 3 by 3 x k:
+    threads never pay, and an idle OpenBLAS pool spins, taking the core the models' worker
+    needs (on 2 cores: 3.4 s of 14.6 s CPU in a 40-frame replay)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 def load_models(p: Any) -> ModelStack:
     """``p``: the pipeline's Parameters (``models.*``, ``detector.*``, ``segmenter.mode``,
-    ``performance.threads``)."""
+    ``performance.threads``). Also holds numpy's BLAS to one thread (``limit_blas_threads``)."""
+    limit_blas_threads()
     directory = model_directory(p["models.directory"] or None)
     parallel, intra = thread_plan(
         int(p["performance.threads"]), int(p["models.threads"]), p["models.segmenter"] != "none"
@@ -117,6 +148,13 @@ def load_models(p: Any) -> ModelStack:
             seg_name, "segmentation", "models.segmenter", directory, options
         )
         segmenter = Segmenter(seg_manifest, seg_backend, mode=p["segmenter.mode"])
+        seg_path = resolve_model_path(seg_manifest, directory)
+        if (
+            seg_manifest.input.fit_stride
+            and seg_path.suffix == ".onnx"
+            and segmenter.mode == "letterbox"
+        ):
+            segmenter.fit = FittedSegmenterInput(seg_manifest, seg_path, options)
     lanes = None
     if p["models.lanes"]:
         lanes_manifest, lanes_backend = _checked(

@@ -1,7 +1,10 @@
 """Reading and writing bags with rosbags: rosbag2 (MCAP or sqlite3) and ROS 1 bags.
 
-``BagWriter`` writes rosbag2 MCAP with zstd chunk compression (rosbag2's own default
-for MCAP) and records free-form metadata (e.g. a timing model) in ``custom_data``.
+``BagWriter`` writes rosbag2 MCAP with zstd chunk compression at level 1 (rosbag2's and
+the mcap library's default for MCAP; rosbags would use zstd's 3, twice the time for 13 %
+smaller chunks) and records free-form metadata (e.g. a timing model) in ``custom_data``; with
+``background=True`` the chunks are written and compressed on a thread of their own (zstd
+frees the GIL), messages serialised by the caller in order.
 ``iter_bag`` yields every message of one or more bags in log-time order; a message
 that fails to deserialise is yielded with its error instead of stopping the read, so
 the caller can count it.
@@ -9,7 +12,10 @@ the caller can count it.
 
 from __future__ import annotations
 
+import functools
 import heapq
+import queue
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +24,11 @@ from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader
+
+try:  # the zstd that rosbags writes with
+    from compression import zstd  # type: ignore[import-not-found]
+except ImportError:
+    from backports import zstd  # type: ignore[import-not-found,no-redef]
 from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
 from .bag_salvage import BagDamage, salvage_records
@@ -36,6 +47,7 @@ class BagWriter:
         storage: str = "mcap",
         compress: bool = True,
         custom_data: dict[str, str] | None = None,
+        background: bool = False,
     ) -> None:
         self.path = Path(path)
         self.typestore = get_project_typestore()
@@ -47,27 +59,68 @@ class BagWriter:
             self._writer.set_compression(mode, CompressionFormat.ZSTD)
         self._custom_data = dict(custom_data or {})
         self._connections: dict[str, Any] = {}
+        self._types: dict[str, str] = {}
         self.counts: dict[str, int] = {}
+        # Bounded: a writer falling behind holds the caller back instead of the memory.
+        self._queue: queue.Queue[tuple[str, str, int, Any] | None] | None = (
+            queue.Queue(maxsize=BACKGROUND_QUEUE) if background else None
+        )
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def __enter__(self) -> BagWriter:
         self._writer.open()
+        storage = self._writer.storage
+        if getattr(storage, "compression", "") == "zstd":  # MCAP chunk compression
+            storage.compressor = functools.partial(zstd.compress, level=ZSTD_LEVEL)
         for key, value in self._custom_data.items():
             self._writer.set_custom_data(key, value)
+        if self._queue is not None:
+            self._thread = threading.Thread(target=self._drain, name="mmp-bag-writer", daemon=True)
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
         self._writer.close()
+        if self._error is not None:
+            raise OSError(f"writing {self.path} failed: {self._error}") from self._error
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(*item)
+                except BaseException as exc:  # surfaced by write() and on close
+                    self._error = exc
 
     def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
         msgtype = msg.__msgtype__
+        known = self._types.setdefault(topic, msgtype)
+        if known != msgtype:
+            raise ValueError(f"topic {topic} has type {known}, not {msgtype}")
+        data = self.typestore.serialize_cdr(msg, msgtype)
+        if self._queue is None:
+            self._write(topic, msgtype, int(stamp_ns), data)
+        elif self._error is not None:
+            raise OSError(f"writing {self.path} failed: {self._error}") from self._error
+        else:
+            self._queue.put((topic, msgtype, int(stamp_ns), data))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def _write(self, topic: str, msgtype: str, stamp_ns: int, data: Any) -> None:
+        """On the writer's one thread: a new connection is a record in the open chunk too."""
         conn = self._connections.get(topic)
         if conn is None:
             conn = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
             self._connections[topic] = conn
-        elif conn.msgtype != msgtype:
-            raise ValueError(f"topic {topic} has type {conn.msgtype}, not {msgtype}")
-        self._writer.write(conn, int(stamp_ns), self.typestore.serialize_cdr(msg, msgtype))
-        self.counts[topic] = self.counts.get(topic, 0) + 1
+        self._writer.write(conn, stamp_ns, data)
+
+
+BACKGROUND_QUEUE = 256  # messages waiting for the writer thread
+ZSTD_LEVEL = 1  # rosbag2 / mcap "Default" chunk compression
 
 
 @dataclass
