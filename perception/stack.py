@@ -8,6 +8,7 @@ and ``embedded_default`` says so wherever results are reported.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,6 +34,7 @@ class ModelStack:
     embedded_default: bool
     parallel: bool = False  # detector and segmenter in parallel (onnxruntime frees the GIL)
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
+    _detector_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
     def start_segmenter(self, bgr: np.ndarray) -> Future | None:
         """Start segmenting ``bgr`` on the stack's worker thread when running in
@@ -43,11 +45,14 @@ class ModelStack:
         return self._worker().submit(self.segmenter.segment, bgr)
 
     def start_detector(self, bgr: np.ndarray) -> Future | None:
-        """Start detecting on the same worker (a frame run ahead: ``FrameCore.prefetch``);
-        None when sequential. The worker then runs both models of a frame in turn."""
+        """Start detecting on a worker of its own (a frame run ahead: ``FrameCore.prefetch``,
+        while the caller fuses the frame before); None when sequential. Its own worker:
+        with tiled models each takes hundreds of ms, one after the other would add up."""
         if not self.parallel:
             return None
-        return self._worker().submit(self.detector, bgr)
+        if self._detector_pool is None:
+            self._detector_pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-detector")
+        return self._detector_pool.submit(self.detector, bgr)
 
     def prepare(self, width: int, height: int) -> None:
         """A camera of this size is coming (its CameraInfo arrived): build the segmenter's
@@ -61,7 +66,7 @@ class ModelStack:
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-models")
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-segmenter")
         return self._pool
 
     @property
@@ -168,6 +173,10 @@ def load_models(p: Any) -> ModelStack:
             det_name,
             seg_name,
         )
-    return ModelStack(
+    stack = ModelStack(
         detector, segmenter, lanes, manifest.trained_by_project, parallel and segmenter is not None
     )
+    if segmenter is not None and segmenter.fit is not None and stack.parallel:
+        # `import onnx` takes ~1 s: on the worker now, not when the first camera arrives.
+        stack._worker().submit(importlib.import_module, "onnx")
+    return stack
