@@ -13,7 +13,7 @@ an ignored cache directory, never committed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,8 +195,12 @@ def _ground_truth(factory: MessageFactory, frame: Frame, stamp_ns: int) -> list[
     return [(TOPICS["gt_objects"], objects), (TOPICS["gt_boxes"], boxes)]
 
 
-def build_real_bag(dataset: str, data_root: str | Path, out: str | Path) -> dict[str, int]:
-    """Write ``out`` (a rosbag2 directory) from one dataset; returns messages per topic."""
+def build_real_bag(
+    dataset: str, data_root: str | Path, out: str | Path, frames: Collection[int] | None = None
+) -> dict[str, int]:
+    """Write ``out`` (a rosbag2 directory) from one dataset; returns messages per topic.
+    ``frames``: only these frame indices (in the dataset's sorted order), e.g. to keep a
+    calibration set and a report set apart."""
     root = dataset_dir(Path(data_root), dataset)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is absent (is ../shared/data beside the clone?)")
@@ -208,9 +212,11 @@ def build_real_bag(dataset: str, data_root: str | Path, out: str | Path) -> dict
     with BagWriter(out, custom_data=custom) as bag:
         factory = bag.factory
         for frame in _frames(dataset, root):
+            if frames is not None and frame.index not in frames:
+                continue
             t_cam = timing.stamp("camera", frame.index)
             items: list[tuple[int, str, Any]] = []
-            if frame.index == 0 or dataset != "kitti_raw":
+            if not bag.counts or dataset != "kitti_raw":  # the first frame written
                 # Latched in a live system; repeated per frame where calibration changes.
                 items.append((t_cam, TOPICS["tf_static"], _static_tf(factory, frame, t_cam)))
             image = array_to_image(

@@ -47,6 +47,7 @@ class Samples:
     boxes: list[BoxEvidence] = field(default_factory=list)
     labelled: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per class
     frames: int = 0
+    config: FilterConfig | None = None  # the pipeline's filter settings (models' thresholds)
 
 
 def _ground_truth(bag: Path, vocabulary: tuple[str, ...]) -> dict[int, tuple[np.ndarray, list]]:
@@ -76,6 +77,7 @@ def collect(bags: list[Path], params: Parameters) -> Samples:
                 pipeline.process(rec.topic, rec.msg)
         pipeline.finish()
         pipeline.close()
+        out.config = pipeline.core.filter.config
         for result in pipeline.results:
             if result.stamp_ns not in truth or result.segmentation is None:
                 continue
@@ -123,13 +125,21 @@ def _counts(boxes: list[BoxEvidence], threshold: float, config: FilterConfig) ->
     return tp, fp
 
 
-def fit(samples: Samples, config: FilterConfig, max_recall_loss: float = 0.02) -> dict[str, float]:
+def fit(
+    samples: Samples, config: FilterConfig, max_recall_loss: float = 0.02, min_true: int = 3
+) -> dict[str, float]:
     """Per class: the threshold removing the most false boxes while losing at most
-    ``max_recall_loss`` of the class's labelled objects (the lowest such on a tie)."""
+    ``max_recall_loss`` of the class's labelled objects (the lowest such on a tie). Only
+    classes with at least ``min_true`` true boxes are fitted: without true boxes every
+    threshold keeps recall vacuously and the fit would reject the class outright (one
+    false truck on KITTI + VoD became a truck threshold of 0.92). The others keep their
+    configured threshold (``uncalibrated`` lists them)."""
     chosen = {}
     for cls in sorted({b.cls for b in samples.boxes}):
         boxes = [b for b in samples.boxes if b.cls == cls]
         all_tp = sum(b.true for b in boxes)
+        if all_tp < min_true:
+            continue
         allowed = max_recall_loss * max(samples.labelled.get(cls, 0), 1)
         best = (0, 0.0)  # (false boxes removed, threshold)
         all_fp = len(boxes) - all_tp
@@ -141,6 +151,11 @@ def fit(samples: Samples, config: FilterConfig, max_recall_loss: float = 0.02) -
     return chosen
 
 
+def uncalibrated(samples: Samples, thresholds: dict[str, float]) -> list[str]:
+    """Classes with boxes in ``samples`` that ``fit`` left to their configured threshold."""
+    return sorted({b.cls for b in samples.boxes} - set(thresholds))
+
+
 def report(
     samples: Samples, thresholds: dict[str, float], config: FilterConfig
 ) -> dict[str, dict[str, float]]:
@@ -150,7 +165,7 @@ def report(
     for cls in sorted({b.cls for b in samples.boxes}):
         boxes = [b for b in samples.boxes if b.cls == cls]
         tp0, fp0 = sum(b.true for b in boxes), sum(not b.true for b in boxes)
-        tp1, fp1 = _counts(boxes, thresholds.get(cls, config.default_threshold), config)
+        tp1, fp1 = _counts(boxes, thresholds.get(cls, config.threshold(cls)), config)
         n = samples.labelled.get(cls, 0)
         rows[cls] = {"labelled": n, "tp_before": tp0, "fp_before": fp0, "tp_after": tp1,
                      "fp_after": fp1}  # fmt: skip
@@ -197,16 +212,17 @@ def command(
 ) -> int:
     """``mmp calibrate-filter``: fit, write the thresholds, report (also on held-out bags)."""
     from .config import load_parameters
-    from .core import filter_config
 
     if model_dir:
         overrides = {**overrides, "models.directory": model_dir}
     params = load_parameters(params_path).with_overrides(overrides)
-    config = filter_config(params, "cityscapes")
     fit_on = collect([Path(b) for b in bags], params)
+    config = fit_on.config or FilterConfig()
     thresholds = fit(fit_on, config, max_recall_loss)
     Path(out).write_text(thresholds_yaml(thresholds))
     print(f"thresholds ({fit_on.frames} frames): {thresholds} -> {out}")
+    if skipped := uncalibrated(fit_on, thresholds):
+        print(f"not fitted (fewer than 3 true boxes; configured thresholds stay): {skipped}")
     print(format_report("on the calibration bags:", report(fit_on, thresholds, config)))
     if report_on:
         held_out = collect([Path(b) for b in report_on], params)

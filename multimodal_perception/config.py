@@ -34,8 +34,6 @@ class ParamSpec:
 
 MS = 1_000_000
 DEFAULT_THRESHOLD = 0.2
-# Calibrated on KITTI object + VoD 01047 and checked on VoD 00549 (fusion/consistency.py).
-CALIBRATED_THRESHOLDS = {"person": 0.14, "car": 0.22, "bicycle": 0.35}
 
 
 def threshold_key(cls: str) -> str:
@@ -43,16 +41,9 @@ def threshold_key(cls: str) -> str:
     return cls.replace(" ", "_")
 
 
-def _class_thresholds() -> dict[str, tuple[float, str]]:
-    """One threshold per class the filter can judge (every label space's class map)."""
-    classes = {c for mapping in CLASS_MAPS.values() for c in mapping}
-    out = {}
-    for cls in classes:
-        if cls in CALIBRATED_THRESHOLDS:
-            out[cls] = (CALIBRATED_THRESHOLDS[cls], f"Evidence threshold for {cls} (calibrated)")
-        else:
-            out[cls] = (DEFAULT_THRESHOLD, f"Evidence threshold for {cls} (not calibrated)")
-    return out
+def _filter_classes() -> list[str]:
+    """Every class the filter can judge (every label space's class map)."""
+    return sorted({c for mapping in CLASS_MAPS.values() for c in mapping})
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -215,8 +206,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         1.0,
     ),
     *(
-        ParamSpec(f"filter.threshold.{threshold_key(cls)}", value, description, 0.0, 1.0)
-        for cls, (value, description) in sorted(_class_thresholds().items())
+        ParamSpec(
+            f"filter.threshold.{threshold_key(cls)}",
+            -1.0,
+            f"Evidence threshold for {cls} boxes (-1 = the segmenter manifest's calibrated "
+            "value, else filter.default_threshold)",
+            -1.0,
+            1.0,
+        )
+        for cls in _filter_classes()
     ),
     ParamSpec(
         "fusion.ego_motion_compensation",

@@ -21,7 +21,7 @@ runs one core per camera, all sharing one tracking stage. Everything else is per
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 
 import numpy as np
@@ -52,15 +52,19 @@ from .tracking_stage import TrackingStage
 GROUND_CACHE_SWEEPS = 8  # a rig's cameras use sweeps within a cycle of each other
 
 
-def filter_config(p: Parameters, label_space: str) -> FilterConfig:
+def filter_config(
+    p: Parameters, label_space: str, calibrated: Mapping[str, float] | None = None
+) -> FilterConfig:
+    """The filter's settings: per class the ``filter.threshold.<class>`` parameter, or where
+    it is -1 (the default) the segmenter manifest's ``calibrated`` value, else
+    ``filter.default_threshold``: thresholds belong to the models they were fitted for."""
     # Parameter names spell "traffic light" as traffic_light; the filter uses class names.
     names = {threshold_key(c): c for c in CLASS_MAPS.get(label_space, {})}
-    thresholds = {
-        names.get(key, key): v
-        for k, v in p.values.items()
-        if k.startswith("filter.threshold.")
-        for key in [k.rsplit(".", 1)[1]]
-    }
+    thresholds = dict(calibrated or {})
+    for k, v in p.values.items():
+        if k.startswith("filter.threshold.") and v >= 0:
+            key = k.rsplit(".", 1)[1]
+            thresholds[names.get(key, key)] = v
     return FilterConfig(
         label_space=label_space,
         default_threshold=p["filter.default_threshold"],
@@ -115,7 +119,7 @@ class FrameCore:
         self.filter = ConsistencyFilter(
             models.detector.class_names,
             models.segmenter.class_names if models.segmenter else (),
-            filter_config(params, models.label_space),
+            filter_config(params, models.label_space, models.filter_thresholds),
         )
         self.shared_tracking = tracking is not None
         self.tracking = tracking if tracking is not None else TrackingStage(params)
@@ -139,7 +143,9 @@ class FrameCore:
     def update_parameters(self, params: Parameters) -> None:
         """Run-time changes: filter thresholds, score threshold, tracking, description."""
         self.params = params
-        self.filter.config = filter_config(params, self.filter.config.label_space)
+        self.filter.config = filter_config(
+            params, self.filter.config.label_space, self.models.filter_thresholds
+        )
         if params["detector.score_threshold"] >= 0:
             self.models.detector.set_score_threshold(params["detector.score_threshold"])
         self.tracking.update_parameters(params)

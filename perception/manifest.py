@@ -85,6 +85,9 @@ class ModelManifest:
     path: Path | None = None  # the manifest file
     derived_from: Derivation | None = None  # made locally; ``sha256`` is then ""
     quantization: dict[str, Any] = field(default_factory=dict)  # the recipe's settings
+    # A segmenter's consistency-filter thresholds per detector class, fitted for it (and
+    # the detector named in the comment beside them) by ``mmp calibrate-filter``.
+    filter_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def _require(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -151,6 +154,14 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
     params = doc.get("decoder_params", {}) or {}
     if not isinstance(params, dict):
         raise ManifestError(f"{where}: decoder_params must be a mapping")
+    thresholds = doc.get("filter_thresholds", {}) or {}
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and 0 <= v <= 1
+        for k, v in thresholds.items()
+    ):
+        raise ManifestError(
+            f"{where}: filter_thresholds={thresholds!r}: class name -> number in [0, 1]"
+        )
     return ModelManifest(
         name=_require(doc, "name", str, where),
         task=task,
@@ -166,6 +177,7 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
         trained_by_project=bool(doc.get("trained_by_project", False)),
         derived_from=derived,
         quantization=_quantization(doc, where) if derived else {},
+        filter_thresholds={k: float(v) for k, v in thresholds.items()},
     )
 
 

@@ -75,6 +75,11 @@ class ModelStack:
             return "cityscapes"
         return self.segmenter.manifest.decoder_params.get("label_space", "cityscapes")
 
+    @property
+    def filter_thresholds(self) -> dict[str, float]:
+        """The segmenter's calibrated filter thresholds (its manifest's), per class."""
+        return dict(self.segmenter.manifest.filter_thresholds) if self.segmenter else {}
+
     def describe(self) -> dict[str, Any]:
         return {
             "detector": self.detector.manifest.name,

@@ -12,7 +12,6 @@ import pytest
 from conftest import REPO
 from multimodal_perception.calibrate import collect, fit, report
 from multimodal_perception.config import load_parameters
-from multimodal_perception.core import filter_config
 from multimodal_perception.pipeline import Pipeline
 from multimodal_perception.ros_pkg.bag_io import iter_bag
 from multimodal_perception.ros_pkg.factory import RosbagsFactory
@@ -34,8 +33,8 @@ def held_out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def fitted():
     params = load_parameters(REPO / "config" / "perception.yaml")
-    config = filter_config(params, "cityscapes")
     samples = collect([SHIPPED], params)
+    config = samples.config
     return params, config, samples, fit(samples, config, 0.02)
 
 

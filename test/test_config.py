@@ -70,17 +70,34 @@ def test_unsafe_yaml_is_not_executed(tmp_path):
 
 def test_every_class_the_filter_judges_has_a_threshold_parameter(tmp_path):
     from multimodal_perception.config import SPECS
-    from multimodal_perception.core import filter_config
     from multimodal_perception.fusion.consistency import CLASS_MAPS
 
     for space, mapping in CLASS_MAPS.items():
         for cls in mapping:
             name = "filter.threshold." + cls.replace(" ", "_")
             assert name in SPECS, f"{cls} ({space}) has no threshold parameter"
+
+
+def test_thresholds_come_from_the_segmenter_manifest_unless_a_parameter_sets_them(tmp_path):
+    """Thresholds belong to the models they were fitted for: the real DeepLab's manifest
+    carries the KITTI + VoD fit, the synthetic segmenter its own; a parameter >= 0 wins,
+    classes without either get filter.default_threshold."""
+    from multimodal_perception.core import filter_config
+    from multimodal_perception.perception.manifest import available_manifests
+
+    manifests = available_manifests()
+    real = manifests["deeplab_mnedgetpu_cityscapes"].filter_thresholds
+    synthetic = manifests["mmp_tinyseg_synth"].filter_thresholds
+    assert real["person"] != synthetic["person"]
     path = tmp_path / "p.yaml"
-    path.write_text("/**:\n  ros__parameters:\n    filter: {threshold: {traffic_light: 0.55}}\n")
-    config = filter_config(load_parameters(path), "cityscapes")
-    assert config.threshold("traffic light") == 0.55 and config.threshold("person") == 0.14
+    path.write_text("/**:\n  ros__parameters:\n    filter: {threshold: {car: 0.55}}\n")
+    params = load_parameters(path)
+    for calibrated in (real, synthetic):
+        config = filter_config(params, "cityscapes", calibrated)
+        assert config.threshold("person") == calibrated["person"]
+        assert config.threshold("car") == 0.55  # the parameter
+        assert config.threshold("bus") == params["filter.default_threshold"]
+    assert filter_config(load_parameters(), "cityscapes").threshold("person") == 0.2
 
 
 def test_a_mistyped_parameter_name_gets_the_closest_valid_ones():
