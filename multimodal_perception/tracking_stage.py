@@ -35,9 +35,7 @@ def tracker_config(p: Parameters) -> TrackerConfig:
     )
 
 
-def in_view(
-    frame: SyncedFrame, T_track_base: np.ndarray
-) -> Callable[[list[Track]], np.ndarray]:
+def in_view(frame: SyncedFrame, T_track_base: np.ndarray) -> Callable[[list[Track]], np.ndarray]:
     """Which tracks this frame's camera could have seen: in front of it and projecting
     into its image (with the camera's own model), all tracks in one projection. No
     calibration: none."""
