@@ -85,6 +85,8 @@ def test_wrong_input_shape_in_manifest_is_refused():
         ({"input": {"width": 320}}, "input spec"),
         ({"input": {"width": 320, "height": 192, "layout": "NCWH"}}, "input.layout='NCWH'"),
         ({"classes": []}, "classes must be"),
+        ({"filter_thresholds": {"person": 1.5}}, "filter_thresholds="),
+        ({"filter_thresholds": ["person"]}, "filter_thresholds="),
     ],
 )
 def test_bad_manifests_name_the_key(tmp_path, edit, match):
@@ -94,6 +96,18 @@ def test_bad_manifests_name_the_key(tmp_path, edit, match):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ManifestError, match=match):
         load_manifest(path)
+
+
+def test_a_manifest_with_a_python_tag_is_refused_not_executed(tmp_path):
+    marker = tmp_path / "executed"
+    path = tmp_path / "m.yaml"
+    # An unsafe loader would run os.mkdir(marker) while parsing.
+    path.write_text(
+        Path(TINY.path).read_text() + f"extra: !!python/object/apply:os.mkdir [{str(marker)!r}]\n"
+    )
+    with pytest.raises(ManifestError, match="cannot read manifest"):
+        load_manifest(path)
+    assert not marker.exists()
 
 
 def test_torchscript_backend_runs_behind_the_same_interface(tmp_path):
