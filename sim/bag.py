@@ -12,6 +12,7 @@ the maths differently in the last bit (pixels and points within the tolerances o
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,13 +92,17 @@ def _camera_model(world: World) -> CameraModel:
     )
 
 
-def _events(timing: TimingModel, seconds: float) -> list[tuple[int, int, str]]:
-    """(stamp, order, sensor) for every sensor sample, in stamp order (ties by sensor)."""
-    order = {"tf": 0, "radar": 1, "lidar": 2, "camera": 3}
+def sensor_events(
+    timing: TimingModel, seconds: float, sensors: Sequence[str] = ("camera", "lidar", "radar")
+) -> list[tuple[int, int, str]]:
+    """(stamp, order, sensor) for every sample of ``sensors`` (drawn in that order: the
+    seeded draws depend on it) and of tf, in stamp order; ties: tf, radar, lidar, then the
+    cameras in the given order."""
+    order = {"tf": 0, "radar": 1, "lidar": 2}
+    for name in sensors:
+        order.setdefault(name, len(order))
     events = [
-        (stamp, order[name], name)
-        for name in ("camera", "lidar", "radar")
-        for stamp in timing.stamps(name, seconds)
+        (stamp, order[name], name) for name in sensors for stamp in timing.stamps(name, seconds)
     ]
     n_tf = int(seconds * TF_RATE_HZ) + 1
     events += [(timing.start_ns + round(k * 1e9 / TF_RATE_HZ), 0, "tf") for k in range(n_tf)]
@@ -134,7 +139,7 @@ def write_synthetic_bag(
         bag.write(TOPICS["tf_static"], _static_tf(world, f, start), start)
         cam_model = _camera_model(world)
         rig = world.rig
-        for stamp, _, sensor in _events(timing, config.seconds):
+        for stamp, _, sensor in sensor_events(timing, config.seconds):
             t = (stamp - start) / 1e9
             ego = world.ego.state(t)
             T_world_base = planar_pose(ego)

@@ -29,7 +29,7 @@ from ..ros_pkg.outputs import detection2d_array, detection3d_array, string_msg
 from ..ros_pkg.pointcloud import structured_to_cloud
 from ..ros_pkg.tf_msgs import transform_from_matrix, transforms_to_tf_message
 from ..timing import SensorTiming, TimingModel
-from .bag import FRAMES, SYNTHETIC_EPOCH_NS, TF_RATE_HZ, TOPICS, _camera_model
+from .bag import FRAMES, SYNTHETIC_EPOCH_NS, TOPICS, _camera_model, sensor_events
 from .groundtruth import ObjectTruth, camera_truth
 from .render import lidar_scan, mount_pose, planar_pose, radar_scan, render_camera, snapshot
 from .world import Mount, Rig, World, make_world
@@ -124,20 +124,6 @@ def surround_timing(config: SurroundConfig) -> TimingModel:
     )
 
 
-def _events(timing: TimingModel, seconds: float) -> list[tuple[int, int, str]]:
-    """(stamp, order, sensor) for every sample, in stamp order (ties: tf first)."""
-    cameras = [name for name in timing.sensors if name.startswith("camera_")]
-    order = {name: k for k, name in enumerate(("tf", "radar", "lidar", *cameras))}
-    events = [
-        (stamp, order[name], name)
-        for name in timing.sensors  # cameras, lidar, radar: the seeded draws' fixed order
-        for stamp in timing.stamps(name, seconds)
-    ]
-    n_tf = int(seconds * TF_RATE_HZ) + 1
-    events += [(timing.start_ns + round(k * 1e9 / TF_RATE_HZ), 0, "tf") for k in range(n_tf)]
-    return sorted(events)
-
-
 def write_surround_bag(
     out: str | Path, config: SurroundConfig = SurroundConfig()
 ) -> dict[str, int]:
@@ -178,7 +164,7 @@ def write_surround_bag(
         ]
         bag.write(TOPICS["tf_static"], transforms_to_tf_message(static, factory=f), start)
         models = {n: _camera_model(w) for n, w in cams.items()}
-        for stamp, _, sensor in _events(timing, config.seconds):
+        for stamp, _, sensor in sensor_events(timing, config.seconds, tuple(timing.sensors)):
             t = config.start_s + (stamp - start) / 1e9
             ego = world.ego.state(t)
             T_world_base = planar_pose(ego)
