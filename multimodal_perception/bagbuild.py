@@ -67,18 +67,22 @@ class Frame:
     T_lidar_radar: np.ndarray | None = None
 
 
-def _kitti_raw_frames(root: Path) -> Iterator[Frame]:
+def _kitti_raw_frames(root: Path, wanted: Collection[int] | None) -> Iterator[Frame]:
     calib = raw_calib(root / "calib_2011_09_26_subset.txt")
     for i, path in enumerate(sorted((root / "image_02").glob("*.png"))):
+        if wanted is not None and i not in wanted:
+            continue
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         yield Frame(
             i, image, read_velodyne_bin(root / "velodyne_points" / f"{path.stem}.bin"), calib
         )
 
 
-def _kitti_object_frames(root: Path) -> Iterator[Frame]:
+def _kitti_object_frames(root: Path, wanted: Collection[int] | None) -> Iterator[Frame]:
     base = root / "training"
     for i, path in enumerate(sorted((base / "image_2").glob("*.png"))):
+        if wanted is not None and i not in wanted:
+            continue
         calib = object_calib(base / "calib" / f"{path.stem}.txt")
         labels = read_labels(base / "label_2" / f"{path.stem}.txt", calib.T_cam_lidar)
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -86,8 +90,10 @@ def _kitti_object_frames(root: Path) -> Iterator[Frame]:
         yield Frame(i, image, lidar, calib, labels)
 
 
-def _vod_frames(root: Path) -> Iterator[Frame]:
+def _vod_frames(root: Path, wanted: Collection[int] | None) -> Iterator[Frame]:
     for i, vf in enumerate(vod_frames(root)):
+        if wanted is not None and i not in wanted:
+            continue
         calib = vf.camera_calib()
         yield Frame(
             i,
@@ -131,13 +137,13 @@ def timing_model_for(dataset: str) -> TimingModel:
     raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
 
 
-def _frames(dataset: str, root: Path) -> Iterator[Frame]:
+def _frames(dataset: str, root: Path, wanted: Collection[int] | None = None) -> Iterator[Frame]:
     readers = {
         "kitti_raw": _kitti_raw_frames,
         "kitti_object": _kitti_object_frames,
         "vod": _vod_frames,
     }
-    return readers[dataset](root)
+    return readers[dataset](root, wanted)
 
 
 def dataset_dir(data_root: Path, dataset: str) -> Path:
@@ -211,9 +217,12 @@ def build_real_bag(
     }
     with BagWriter(out, custom_data=custom) as bag:
         factory = bag.factory
-        for frame in _frames(dataset, root):
-            if frames is not None and frame.index not in frames:
-                continue
+        drawn = 0  # frames whose stamps were drawn (kitti_raw's jitter is one seeded sequence)
+        for frame in _frames(dataset, root, frames):
+            for skipped in range(drawn, frame.index):  # a subset keeps the full bag's stamps
+                for sensor in ("camera", "lidar", "radar")[: 3 if dataset == "vod" else 2]:
+                    timing.stamp(sensor, skipped)
+            drawn = frame.index + 1
             t_cam = timing.stamp("camera", frame.index)
             items: list[tuple[int, str, Any]] = []
             if not bag.counts or dataset != "kitti_raw":  # the first frame written

@@ -48,6 +48,7 @@ class Samples:
     labelled: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # per class
     frames: int = 0
     config: FilterConfig | None = None  # the pipeline's filter settings (models' thresholds)
+    detector: str = ""  # the detector manifest the boxes came from
 
 
 def _ground_truth(bag: Path, vocabulary: tuple[str, ...]) -> dict[int, tuple[np.ndarray, list]]:
@@ -78,6 +79,7 @@ def collect(bags: list[Path], params: Parameters) -> Samples:
         pipeline.finish()
         pipeline.close()
         out.config = pipeline.core.filter.config
+        out.detector = pipeline.models.detector.manifest.name
         for result in pipeline.results:
             if result.stamp_ns not in truth or result.segmentation is None:
                 continue
@@ -178,6 +180,15 @@ def report(
     return rows
 
 
+def manifest_lines(thresholds: dict[str, float], detector: str) -> str:
+    """The fit as a segmenter manifest's ``filter_thresholds`` (class names as written)."""
+    import yaml
+
+    doc = {"filter_thresholds": dict(sorted(thresholds.items())),
+           "filter_thresholds_for": [detector]}  # fmt: skip
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None).rstrip()
+
+
 def thresholds_yaml(thresholds: dict[str, float]) -> str:
     """A ROS 2 parameter file with the thresholds (``--params`` or a launch config)."""
     import yaml
@@ -223,6 +234,8 @@ def command(
     print(f"thresholds ({fit_on.frames} frames): {thresholds} -> {out}")
     if skipped := uncalibrated(fit_on, thresholds):
         print(f"not fitted (fewer than 3 true boxes; configured thresholds stay): {skipped}")
+    print("for the segmenter's manifest (thresholds belong to the models fitted with):")
+    print(manifest_lines(thresholds, fit_on.detector))
     print(format_report("on the calibration bags:", report(fit_on, thresholds, config)))
     if report_on:
         held_out = collect([Path(b) for b in report_on], params)

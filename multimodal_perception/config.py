@@ -209,8 +209,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         ParamSpec(
             f"filter.threshold.{threshold_key(cls)}",
             -1.0,
-            f"Evidence threshold for {cls} boxes (-1 = the segmenter manifest's calibrated "
-            "value, else filter.default_threshold)",
+            f"Evidence threshold for {cls} boxes (< 0, default -1.0: the segmenter "
+            "manifest's calibrated value for this detector, else filter.default_threshold)",
             -1.0,
             1.0,
         )

@@ -55,9 +55,10 @@ GROUND_CACHE_SWEEPS = 8  # a rig's cameras use sweeps within a cycle of each oth
 def filter_config(
     p: Parameters, label_space: str, calibrated: Mapping[str, float] | None = None
 ) -> FilterConfig:
-    """The filter's settings: per class the ``filter.threshold.<class>`` parameter, or where
-    it is -1 (the default) the segmenter manifest's ``calibrated`` value, else
-    ``filter.default_threshold``: thresholds belong to the models they were fitted for."""
+    """The filter's settings: per class the ``filter.threshold.<class>`` parameter, or
+    where it is negative (the default -1.0) the ``calibrated`` value (the segmenter
+    manifest's, ``ModelStack.filter_thresholds``), else ``filter.default_threshold``:
+    thresholds belong to the models they were fitted for."""
     # Parameter names spell "traffic light" as traffic_light; the filter uses class names.
     names = {threshold_key(c): c for c in CLASS_MAPS.get(label_space, {})}
     thresholds = dict(calibrated or {})
@@ -129,7 +130,7 @@ class FrameCore:
 
     def prefetch(self, frame: SyncedFrame) -> None:
         """Start both models on ``frame`` now, ahead of its ``step`` (replay's one-frame
-        lookahead: the models' worker runs the next frame while this thread fuses the
+        lookahead: the models' workers run the next frame while this thread fuses the
         current one). A no-op when the models run one after the other."""
         detecting = self.models.start_detector(frame.image)
         if detecting is not None:  # the frame pins its id

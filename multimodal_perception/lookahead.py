@@ -1,9 +1,9 @@
 """Replay's one-frame lookahead: the models of frame N+1 run while frame N is fused.
 
 A complete frame is aligned at once (with the tf of that moment, as ``Pipeline.run``
-would) and both models are started on it on the models' worker (``FrameCore.prefetch``),
-but its core runs only when the next frame is complete. On two cores the worker then runs
-detector and segmenter while this thread fuses, tracks and encodes the frame before.
+would) and both models are started on it, each on its own worker (``FrameCore.prefetch``),
+but its core runs only when the next frame is complete. The workers then run detector and
+segmenter while this thread fuses, tracks and encodes the frame before.
 Outputs are those of ``Pipeline.process``, one frame later; a time jump first runs the
 frames held from before it, then resets. Only where latency does not matter: the node
 runs each frame as soon as it is complete.

@@ -10,6 +10,11 @@ pinned source model, such as an INT8 quantisation (``quantization``: the recipe'
 settings). Its file's digest depends on the tool versions that made it, so instead of a
 ``sha256`` it pins the source file's digest; the recipe records the produced file's
 digest in a sidecar that the loader checks (``runtime.verify_derived_file``).
+
+A segmenter manifest may carry the consistency filter's per-class thresholds fitted for it
+(``filter_thresholds``, class names as the detector spells them) and the detectors they
+were fitted with (``filter_thresholds_for``); ``ModelStack.filter_thresholds`` applies
+them only with one of those detectors.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ class ModelManifest:
     # A segmenter's consistency-filter thresholds per detector class, fitted for it (and
     # the detector named in the comment beside them) by ``mmp calibrate-filter``.
     filter_thresholds: dict[str, float] = field(default_factory=dict)
+    filter_thresholds_for: tuple[str, ...] = ()  # detector manifests they were fitted with
 
 
 def _require(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -155,12 +161,22 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
     if not isinstance(params, dict):
         raise ManifestError(f"{where}: decoder_params must be a mapping")
     thresholds = doc.get("filter_thresholds", {}) or {}
+    fitted_with = doc.get("filter_thresholds_for", []) or []
     if not isinstance(thresholds, dict) or not all(
-        isinstance(k, str) and isinstance(v, int | float) and 0 <= v <= 1
+        isinstance(k, str) and type(v) in (int, float) and 0 <= v <= 1
         for k, v in thresholds.items()
     ):
         raise ManifestError(
             f"{where}: filter_thresholds={thresholds!r}: class name -> number in [0, 1]"
+        )
+    if thresholds and (task != "segmentation" or not fitted_with):
+        raise ManifestError(
+            f"{where}: filter_thresholds belong to a segmentation manifest, with "
+            "filter_thresholds_for naming the detectors they were fitted with"
+        )
+    if not isinstance(fitted_with, list) or not all(isinstance(d, str) for d in fitted_with):
+        raise ManifestError(
+            f"{where}: filter_thresholds_for={fitted_with!r}: a list of detector names"
         )
     return ModelManifest(
         name=_require(doc, "name", str, where),
@@ -177,7 +193,8 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
         trained_by_project=bool(doc.get("trained_by_project", False)),
         derived_from=derived,
         quantization=_quantization(doc, where) if derived else {},
-        filter_thresholds={k: float(v) for k, v in thresholds.items()},
+        filter_thresholds={k.replace("_", " "): float(v) for k, v in thresholds.items()},
+        filter_thresholds_for=tuple(fitted_with),
     )
 
 

@@ -77,8 +77,15 @@ class ModelStack:
 
     @property
     def filter_thresholds(self) -> dict[str, float]:
-        """The segmenter's calibrated filter thresholds (its manifest's), per class."""
-        return dict(self.segmenter.manifest.filter_thresholds) if self.segmenter else {}
+        """The segmenter manifest's calibrated filter thresholds, per class, when this
+        detector is one they were fitted with (they judge that detector's boxes); else
+        none, and the filter's defaults apply."""
+        if self.segmenter is None:
+            return {}
+        seg = self.segmenter.manifest
+        if self.detector.manifest.name not in seg.filter_thresholds_for:
+            return {}
+        return dict(seg.filter_thresholds)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -113,8 +120,10 @@ def _checked(name: str, task: str, key: str, directory: Any, options: RuntimeOpt
 def thread_plan(threads: int, per_model: int, has_segmenter: bool) -> tuple[bool, int]:
     """(parallel, intra-op threads per session) for a budget of ``threads`` CPU threads
     (0 = every core): with two or more the detector and segmenter run in parallel, each
-    session with half the budget, so the two never ask for more threads than there are;
-    ``per_model`` (models.threads) > 0 overrides the per-session count."""
+    session with half the budget, so the two sessions never ask for more threads than
+    there are (replay's lookahead adds the thread fusing the frame before: on 2 cores
+    three busy threads, measured faster than waiting); ``per_model`` (models.threads) > 0
+    overrides the per-session count."""
     budget = threads if threads > 0 else (os.cpu_count() or 1)
     parallel = has_segmenter and budget >= 2
     intra = per_model if per_model > 0 else (max(1, budget // 2) if parallel else budget)
@@ -181,6 +190,17 @@ def load_models(p: Any) -> ModelStack:
     stack = ModelStack(
         detector, segmenter, lanes, manifest.trained_by_project, parallel and segmenter is not None
     )
+    if segmenter is not None and segmenter.manifest.filter_thresholds:
+        if stack.filter_thresholds:
+            log.info("filter thresholds of %s: %s", seg_name, stack.filter_thresholds)
+        else:
+            log.warning(
+                "filter thresholds of %s were fitted with %s, not %s: filter.default_threshold "
+                "applies (mmp calibrate-filter fits them for this pair)",
+                seg_name,
+                ", ".join(segmenter.manifest.filter_thresholds_for),
+                det_name,
+            )
     if segmenter is not None and segmenter.fit is not None and stack.parallel:
         # `import onnx` takes ~1 s: on the worker now, not when the first camera arrives.
         stack._worker().submit(importlib.import_module, "onnx")

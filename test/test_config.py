@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from conftest import REPO
@@ -98,6 +100,27 @@ def test_thresholds_come_from_the_segmenter_manifest_unless_a_parameter_sets_the
         assert config.threshold("car") == 0.55  # the parameter
         assert config.threshold("bus") == params["filter.default_threshold"]
     assert filter_config(load_parameters(), "cityscapes").threshold("person") == 0.2
+
+
+def test_the_pipeline_applies_its_models_thresholds_and_a_parameter_can_take_them_back():
+    """The embedded models: the synthetic segmenter's thresholds were set for the synthetic
+    detector; a run-time parameter overrides one, -1.0 gives it back; with a detector they
+    were not fitted with they do not apply."""
+    from multimodal_perception.pipeline import Pipeline
+    from multimodal_perception.ros_pkg.factory import RosbagsFactory
+    from multimodal_perception.ros_pkg.typestore import get_project_typestore
+
+    factory = RosbagsFactory(get_project_typestore())
+    pipeline = Pipeline(load_parameters(), factory)
+    calibrated = pipeline.models.segmenter.manifest.filter_thresholds
+    assert pipeline.core.filter.config.threshold("person") == calibrated["person"] != 0.2
+    pipeline.update_parameters({"filter.threshold.person": 0.3})
+    assert pipeline.core.filter.config.threshold("person") == 0.3
+    pipeline.update_parameters({"filter.threshold.person": -1.0})
+    assert pipeline.core.filter.config.threshold("person") == calibrated["person"]
+    stack = pipeline.models
+    stack.detector.manifest = replace(stack.detector.manifest, name="another_detector")
+    assert stack.filter_thresholds == {}
 
 
 def test_a_mistyped_parameter_name_gets_the_closest_valid_ones():

@@ -112,10 +112,15 @@ def test_parameters_are_declared_from_the_schema_with_ranges(ros):
         assert names <= set(node._parameters)
         desc = node.describe_parameter("filter.threshold.person")
         assert desc.floating_point_range[0].to_value == 1.0 and not desc.read_only
+        assert desc.floating_point_range[0].from_value == -1.0  # -1: the models' threshold
         assert node.describe_parameter("topics.camera").read_only
         ok = node.set_parameters([Parameter("filter.threshold.person", value=0.3)])[0]
         assert ok.successful and node.pipeline.params["filter.threshold.person"] == 0.3
         assert node.pipeline.core.filter.config.threshold("person") == 0.3
+        back = node.set_parameters([Parameter("filter.threshold.person", value=-1.0)])[0]
+        calibrated = node.pipeline.models.filter_thresholds["person"]
+        assert back.successful
+        assert node.pipeline.core.filter.config.threshold("person") == calibrated
         bad = node.set_parameters([Parameter("filter.threshold.person", value=1.5)])[0]
         assert not bad.successful
         restart = node.set_parameters([Parameter("tracking.confirm_hits", value=0)])[0]

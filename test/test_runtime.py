@@ -87,6 +87,8 @@ def test_wrong_input_shape_in_manifest_is_refused():
         ({"classes": []}, "classes must be"),
         ({"filter_thresholds": {"person": 1.5}}, "filter_thresholds="),
         ({"filter_thresholds": ["person"]}, "filter_thresholds="),
+        ({"filter_thresholds": {"person": True}}, "filter_thresholds="),
+        ({"filter_thresholds": {"person": 0.5}}, "belong to a segmentation manifest"),
     ],
 )
 def test_bad_manifests_name_the_key(tmp_path, edit, match):

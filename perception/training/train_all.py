@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             CITYSCAPES_TRAINIDS,
             {},
             "tiny U-Net segmenter, perception/training/nets.py",
-            {"filter_thresholds": SYNTHETIC_FILTER_THRESHOLDS},
+            {
+                "filter_thresholds": SYNTHETIC_FILTER_THRESHOLDS,
+                "filter_thresholds_for": ["mmp_tinydet_synth"],
+            },
         )
         print(f"segmenter trained in {time.time() - t:.0f} s")
         ious = segmentation_iou(Segmenter(*load_model("mmp_tinyseg_synth")), held_out)
