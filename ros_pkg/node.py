@@ -35,6 +35,7 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
+from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (
@@ -150,7 +151,11 @@ class PerceptionNode(Node):
         specs = list(PARAMETERS)
         while specs:
             spec = specs.pop(0)
-            value = self.declare_parameter(spec.name, spec.default, _descriptor(spec)).value
+            try:
+                declared = self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except InvalidParameterTypeException as exc:  # `1` in a YAML for a float, say
+                raise ParameterError(f"{exc} (write {spec.name} like {spec.default!r})") from None
+            value = declared.value
             try:
                 values[spec.name] = validate(spec.name, value)
             except ParameterError as exc:

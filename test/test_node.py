@@ -105,6 +105,15 @@ def test_latest_wins_counts_every_superseded_frame(ros, messages):
         assert row["in"] == row["used"] + sum(row["dropped"].values()), topic
 
 
+def test_a_parameter_of_the_wrong_type_is_one_clear_error(ros):
+    """`person: -1` in a parameter file for a float parameter: rclpy refuses the type; the
+    node says which parameter and how to write it (main prints it and exits 2)."""
+    from multimodal_perception.config import ParameterError
+
+    with pytest.raises(ParameterError, match=r"filter\.threshold\.person.*-1\.0"):
+        PerceptionNode(parameter_overrides=[Parameter("filter.threshold.person", value=-1)])
+
+
 def test_parameters_are_declared_from_the_schema_with_ranges(ros):
     node = _node()
     try:
