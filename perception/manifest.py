@@ -240,15 +240,10 @@ def _quantization(doc: dict[str, Any], where: str) -> dict[str, Any]:
     return {**raw, "opset": opset, "keep_float": list(keep)}
 
 
-# libyaml's safe loader where PyYAML was built with it (the PyPI wheels are): every model
-# load reads all manifests, ~4 ms each in pure Python, and a batch replays thousands of bags.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_manifest(path: str | Path) -> ModelManifest:
     path = Path(path)
     try:
-        doc = yaml.load(path.read_text(), Loader=_SAFE_LOADER)
+        doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
     manifest = parse_manifest(doc, str(path))
