@@ -90,8 +90,8 @@ class ModelManifest:
     path: Path | None = None  # the manifest file
     derived_from: Derivation | None = None  # made locally; ``sha256`` is then ""
     quantization: dict[str, Any] = field(default_factory=dict)  # the recipe's settings
-    # A segmenter's consistency-filter thresholds per detector class, fitted for it (and
-    # the detector named in the comment beside them) by ``mmp calibrate-filter``.
+    # A segmenter's consistency-filter thresholds per detector class, fitted for it with
+    # the detectors in ``filter_thresholds_for`` by ``mmp calibrate-filter``.
     filter_thresholds: dict[str, float] = field(default_factory=dict)
     filter_thresholds_for: tuple[str, ...] = ()  # detector manifests they were fitted with
 
