@@ -56,6 +56,7 @@ setup(
     install_requires=[
         "numpy>=1.22",
         "scipy>=1.8",
+        "numba>=0.59",
         "opencv-python-headless>=4.5",
         "pyyaml>=5.4",
         "rosbags>=0.10",

@@ -4,8 +4,8 @@ bag with the project-trained models:
 
 - the pipeline without model inference, ms per frame on one core: the frames and the
   models' outputs are captured once, then ``FrameCore.step`` runs with the recorded
-  outputs, the reference fusion (``test/test_fast_path.py``'s ``_reference_*``: the code
-  the fast path replaced) against the fast path, interleaved;
+  outputs, the reference fusion (``test/fast_path_reference.py``: the code the fast
+  path replaced) against the fast path, interleaved;
 - replay frames per second with the real models, single-pass and tiled, median of
   ``rounds`` interleaved runs each: baseline = the replay before the lookahead (the
   segmenter on the worker while this thread detects, then fusion; the segmenter padded
@@ -92,7 +92,7 @@ def without_models(bag: Path, overrides: dict[str, Any], repeat: int = 3) -> Non
     fast, ref = [], []
     for _ in range(repeat):  # interleaved: the machine's load hits both alike
         with mp.context() as m:
-            fast_path._use_reference(m)
+            fast_path.use_reference(m)
             ref.append(_core_ms(cap))
         fast.append(_core_ms(cap))
     ref_ms = float(np.median([r[0] for r in ref]))

@@ -30,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 # Detector class -> compatible segmenter classes, per segmenter label space.
 CLASS_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -298,6 +299,7 @@ def _compatible(patch: np.ndarray, runs: list[tuple[np.uint8, np.uint8]]) -> np.
     return hit
 
 
+@njit(cache=True)
 def lidar_evidence(
     depths_core: np.ndarray, depths_ring: np.ndarray, expected_points: float, min_points: int = 8
 ) -> float:
@@ -308,20 +310,21 @@ def lidar_evidence(
     and a background does not is a depth step: the ring just outside the box (left and
     right) is more than 1 m further away, or empty. Score = share of core points in the
     cluster x min(1, cluster size / max(min_points, expected/4)), times 0.25 when the
-    cluster does not stand out. 0 with fewer than 3 points.
+    cluster does not stand out. 0 with fewer than 3 points. Compiled: it runs per box on
+    every frame.
     """
     if depths_core.size < 3:
         return 0.0
     d = np.sort(depths_core)
     right = np.searchsorted(d, d + 1.0, side="right")
-    start = int((right - np.arange(d.size)).argmax())
-    best = int(right[start] - start)
-    mode = float(np.median(d[start : right[start]]))
+    start = np.argmax(right - np.arange(d.size))
+    best = right[start] - start
+    mode = np.median(d[start : right[start]])
     compact = best / d.size
-    enough = min(1.0, best / max(min_points, 0.25 * expected_points))
+    enough = min(1.0, best / max(float(min_points), 0.25 * expected_points))
     ring = depths_ring[np.isfinite(depths_ring)]
-    stands_out = ring.size < 3 or float(np.median(ring)) > mode + 1.0
-    return float(compact * enough * (1.0 if stands_out else 0.25))
+    stands_out = ring.size < 3 or np.median(ring) > mode + 1.0
+    return compact * enough * (1.0 if stands_out else 0.25)
 
 
 def radar_evidence(radial_velocity_over_ground: np.ndarray, moving_mps: float = 0.5) -> float:

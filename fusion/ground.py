@@ -1,7 +1,8 @@
 """The ground plane under the vehicle, fitted to a lidar sweep.
 
-RANSAC over the lower points near the vehicle, then a least-squares refit, in numpy with a
-seeded generator (replay gives identical outputs run after run). One plane per sweep: a
+RANSAC over the lower points near the vehicle, then a least-squares refit, with a seeded
+numpy generator (replay gives identical outputs run after run) and the loops over points
+compiled (``kernels``). One plane per sweep: a
 camera rig's cameras share it (a planar ego motion between their stamps moves points
 along the plane, not off it).
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from . import kernels
 
 
 @dataclass(frozen=True)
@@ -24,14 +27,6 @@ class GroundModel:
         return points @ self.normal + self.d
 
 
-def _below(values: np.ndarray, limit: float) -> np.ndarray:
-    """``values < limit`` decided as in float64 (float32 values convert exactly; a limit
-    that float32 cannot hold is compared in float64)."""
-    if values.dtype == np.float32 and float(np.float32(limit)) != limit:
-        values = values.astype(np.float64)
-    return values < limit
-
-
 def fit_ground(
     points_base: np.ndarray,
     max_range: float = 40.0,
@@ -39,48 +34,38 @@ def fit_ground(
     hypotheses: int = 128,
     seed: int = 0,
 ) -> GroundModel | None:
-    """Ground plane by RANSAC over the lower points near the vehicle, then a least-squares
-    refit on the inliers. Written in numpy with a seeded generator rather than open3d's
-    ``segment_plane``, whose parallel sampling is not repeatable even when seeded: replay
-    must give identical outputs run after run.
+    """Ground plane by RANSAC over the lower points near the vehicle (below the 60th
+    percentile of height within ``max_range`` ahead/behind and 20 m aside), then a
+    least-squares refit on the inliers. Written with a seeded numpy generator rather than
+    open3d's ``segment_plane``, whose parallel sampling is not repeatable even when
+    seeded: replay must give identical outputs run after run. The loops over points are
+    compiled (``kernels``); the random draws stay numpy's, so the plane is the one the
+    numpy version of this function found.
 
-    ``points_base`` may be float32: the selection is decided exactly as in float64 and
-    only the lower near points are converted. The refit's normal is the smallest
-    eigenvector of the inliers' 3x3 scatter (the SVD's last right-singular vector, to
-    rounding)."""
-    x, y = points_base[:, 0], points_base[:, 1]
-    near = np.flatnonzero(_below(np.abs(x), max_range) & _below(np.abs(y), 20.0))
-    if len(near) < 50:
+    ``points_base`` may be float32: the selection is decided exactly as in float64. The
+    refit's normal is the smallest eigenvector of the inliers' 3x3 scatter (the SVD's last
+    right-singular vector, to rounding)."""
+    pts = np.asarray(points_base)
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float64)
+    rows, z_near = kernels.near_heights(pts, float(max_range), 20.0)
+    if len(rows) < 50:
         return None
-    z_near = points_base[near, 2].astype(np.float64)
-    low = points_base[near[z_near < np.percentile(z_near, 60)]].astype(np.float64)
+    low = kernels.gather_below(pts, rows, z_near, float(np.percentile(z_near, 60)))
     rng = np.random.default_rng(seed)
     # Hypotheses are scored on a sample (a plane is decided by thousands of points, not
     # by a hundred thousand); the final refit uses every inlier.
     sample = low[rng.choice(len(low), min(len(low), 4000), replace=False)]
     idx = rng.integers(0, len(sample), (hypotheses, 3))
-    a, b, c = sample[idx[:, 0]], sample[idx[:, 1]], sample[idx[:, 2]]
-    normals = np.cross(b - a, c - a)
-    norm = np.linalg.norm(normals, axis=1)
-    ok = norm > 1e-6
-    normals = normals[ok] / norm[ok, None]
-    normals *= np.sign(normals[:, 2:3] + 1e-12)  # pointing up
-    horizontal = normals[:, 2] > 0.9
-    if not horizontal.any():
+    normals, d = kernels.plane_hypotheses(sample, idx)
+    if not len(normals):
         return None
-    normals = normals[horizontal]
-    d = -np.einsum("ij,ij->i", normals, a[ok][horizontal])
-    dist = sample @ normals.T
-    dist += d
-    np.abs(dist, out=dist)
-    counts = np.count_nonzero(dist < threshold, axis=0)
-    best = int(np.argmax(counts))
-    inliers = low[np.abs(low @ normals[best] + d[best]) < threshold]
-    if len(inliers) < 30:
+    best = kernels.best_plane(sample, normals, d, float(threshold))
+    count, total, outer = kernels.inlier_moments(low, normals[best], float(d[best]), threshold)
+    if count < 30:
         return None
-    total = np.ones(len(inliers)) @ inliers
-    centroid = total / len(inliers)
-    n = np.linalg.eigh(inliers.T @ inliers - np.outer(total, centroid))[1][:, 0]
+    centroid = total / count
+    n = np.linalg.eigh(outer - np.outer(total, centroid))[1][:, 0]
     n = n if n[2] > 0 else -n
     if n[2] < 0.9:
         return None

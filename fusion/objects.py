@@ -87,14 +87,14 @@ DUPLICATE_DISTANCE_M = 1.0  # bird's-eye distance between 3D centres ...
 DUPLICATE_OVERLAP_3D = 0.3  # ... with at least this much box overlap
 
 
-def mask_agreement(lidar: LidarFrame, labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Per projected lidar point: does the segmentation under it agree with the class
-    (``lut[label] > 0``)?"""
+def labels_under_points(lidar: LidarFrame, labels: np.ndarray) -> np.ndarray:
+    """Per projected lidar point: the segmentation's class id under it (once per frame;
+    ``lut[labels_under_points(...)] > 0`` is then each box's mask agreement)."""
     uv = lidar.projection.uv
     h, w = labels.shape
     u = np.clip(uv[:, 0].astype(int), 0, w - 1)
     v = np.clip(uv[:, 1].astype(int), 0, h - 1)
-    return lut[labels[v, u]] > 0
+    return labels[v, u]
 
 
 def build_objects(

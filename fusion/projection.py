@@ -7,8 +7,9 @@ follows image_geometry's convention (``CameraModel.is_rectified``): an image wit
 distortion is rectified and projects through P, its baseline term included (KITTI's P2
 puts a point ~45/depth px right of ``K [I | 0]``); a distorted one is raw. Points
 outside the image are dropped; ``index`` returns the surviving points' rows so callers
-can go back to 3D. Vectorised numpy: it measures faster than cv2.projectPoints on whole
-clouds (bench/bench_alignment.py) and agrees with it to well under 0.01 px.
+can go back to 3D. One compiled pass per cloud (``kernels.project``): it measures faster
+than cv2.projectPoints on whole clouds (bench/bench_alignment.py) and agrees with it to
+well under 0.01 px.
 
 Polynomial distortion folds far off-axis points back into the image; points whose
 undistorted direction lies outside the camera's field of view (found by undistorting
@@ -18,12 +19,13 @@ the image border) are rejected first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 import cv2
 import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
+from . import kernels
 
 
 @dataclass(frozen=True)
@@ -32,19 +34,6 @@ class Projection:
     depth: np.ndarray  # (M,) metres along the optical axis
     index: np.ndarray  # (M,) rows of the input points
 
-    @cached_property
-    def _by_u(self) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(self.uv[:, 0], kind="stable")
-        return order, self.uv[order, 0]
-
-    def columns(self, u_min: float, u_max: float) -> np.ndarray:
-        """Rows (ascending, so in projection order) of the points with
-        ``u_min <= u < u_max``: per-box work then touches only the points of its
-        columns (the sort by u is made once per projection, on first use)."""
-        order, u = self._by_u
-        lo, hi = np.searchsorted(u, [u_min, u_max], side="left")
-        return np.sort(order[lo:hi])
-
 
 def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Apply a 4x4 transform to (N, 3) points (float64 math, float32 out for float32 in)."""
@@ -52,27 +41,15 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return out
 
 
-def distort(x: np.ndarray, y: np.ndarray, model: str, D: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Normalised undistorted coordinates -> distorted, as OpenCV's models."""
-    if model in ("none", "") or D.size == 0:
-        return x, y
-    if model == "equidistant":
-        r = np.sqrt(x * x + y * y)
-        theta = np.arctan(r)
-        t2 = theta * theta
-        k1, k2, k3, k4 = D[:4]
-        theta_d = theta * (1 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))
-        scale = np.where(r > 1e-12, theta_d / np.maximum(r, 1e-12), 1.0)
-        return x * scale, y * scale
+def _distortion(camera: CameraModel) -> tuple[int, np.ndarray]:
+    """The camera's distortion as ``kernels.distort_point`` takes it: model and 14 terms."""
+    if not camera.is_distorted or camera.D.size == 0:
+        return kernels.NO_DISTORTION, np.zeros(14)
     d = np.zeros(14)
-    d[: D.size] = D
-    k1, k2, p1, p2, k3, k4, k5, k6, s1, s2, s3, s4 = d[:12]
-    r2 = x * x + y * y
-    radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-    xy = x * y
-    xd = x * radial + 2 * p1 * xy + p2 * (r2 + 2 * x * x) + s1 * r2 + s2 * r2 * r2
-    yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * xy + s3 * r2 + s4 * r2 * r2
-    return xd, yd
+    d[: min(camera.D.size, 14)] = camera.D[:14]
+    if camera.distortion_model == "equidistant":
+        return kernels.EQUIDISTANT, d
+    return kernels.POLYNOMIAL, d
 
 
 @lru_cache(maxsize=16)
@@ -124,33 +101,28 @@ def frustum_candidates(
     rectified: bool | None = None,
 ) -> np.ndarray:
     """Rows (ascending) of the (N, 3) points that may project into the image: a cheap
-    test in the points' own precision (float32 for clouds) with ``slack`` in normalised
-    coordinates, far beyond float32 rounding, so every point ``project_points`` (same
-    ``rectified``, no margin) keeps is among them. Crop a cloud with it before anything
-    per point."""
-    dtype = points.dtype if points.dtype in (np.float32, np.float64) else np.float64
-    pts = np.asarray(points, dtype=dtype).reshape(-1, 3)
-    R, t = T_cam_points[:3, :3].astype(dtype), T_cam_points[:3, 3].astype(dtype)
-    # Depth first: most of a spinning lidar's cloud is behind or beside the camera.
-    rows = np.flatnonzero(pts @ R[2] + t[2] > 0.9 * min_depth)
-    sub = pts[rows]
+    linear (or, for a distorted camera, conic) test with ``slack`` in normalised
+    coordinates, so every point ``project_points`` (same ``rectified``, no margin) keeps
+    is among them. Crop a cloud with it before anything per point."""
+    pts = np.asarray(points).reshape(-1, 3)
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float64)
+    T = np.asarray(T_cam_points, dtype=np.float64)
+    bounds = np.zeros(8)
+    bounds[4:] = T[2]  # depth: the optical frame's z
+    cone2 = -1.0
     if camera.is_rectified if rectified is None else rectified:
-        M = _rectified_matrix(T_cam_points, camera).astype(dtype)
-        uw, vw, w = sub @ M[0, :3] + M[0, 3], sub @ M[1, :3] + M[1, 3], sub @ M[2, :3] + M[2, 3]
+        A = _rectified_matrix(T, camera)  # (u w, v w, w)
         su, sv = slack * float(camera.P[0, 0]), slack * float(camera.P[1, 1])
-        ok = (w > 0) & (uw >= -su * w) & (uw <= (camera.width + su) * w)
-        ok &= (vw >= -sv * w) & (vw <= (camera.height + sv) * w)
-        return rows[ok]
-    x, y, z = sub @ R[0] + t[0], sub @ R[1] + t[1], sub @ R[2] + t[2]
-    if camera.is_distorted:
-        r2 = _distorted_fov_limit2(camera)
-        r = np.sqrt(r2) + slack
-        ok = x * x + y * y <= (r * r) * (z * z)
+        bounds[:4] = -su, camera.width + su, -sv, camera.height + sv
     else:
-        x0, x1, y0, y1 = _normalised_bounds(camera.width, camera.height, camera.K.tobytes())
-        ok = (x >= (x0 - slack) * z) & (x <= (x1 + slack) * z)
-        ok &= (y >= (y0 - slack) * z) & (y <= (y1 + slack) * z)
-    return rows[ok]
+        A = T[:3]  # (x, y, z) in the optical frame
+        if camera.is_distorted:
+            cone2 = (np.sqrt(_distorted_fov_limit2(camera)) + slack) ** 2
+        else:
+            x0, x1, y0, y1 = _normalised_bounds(camera.width, camera.height, camera.K.tobytes())
+            bounds[:4] = x0 - slack, x1 + slack, y0 - slack, y1 + slack
+    return kernels.frustum_rows(pts, np.ascontiguousarray(A), 0.9 * min_depth, bounds, cone2)
 
 
 def _distorted_fov_limit2(camera: CameraModel) -> float:
@@ -174,28 +146,23 @@ def project_points(
     is along the camera's optical axis either way."""
     if rectified is None:
         rectified = camera.is_rectified
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    cam = pts @ T_cam_points[:3, :3].T + T_cam_points[:3, 3]
-    front = np.flatnonzero(cam[:, 2] > min_depth)
-    cam = cam[front]
+    pts = np.asarray(points).reshape(-1, 3)
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float64)
+    T = np.ascontiguousarray(T_cam_points, dtype=np.float64)
+    rectify = np.zeros((0, 4))
+    model, d = kernels.NO_DISTORTION, np.zeros(14)
+    fov_limit2 = -1.0
     if rectified:
-        uvw = cam @ (camera.P[:, :3] @ camera.R).T + camera.P[:, 3]
-        keep = uvw[:, 2] > 0
-        front, cam, uvw = front[keep], cam[keep], uvw[keep]
-        uv = uvw[:, :2] / uvw[:, 2:3]
-    else:
-        x, y = cam[:, 0] / cam[:, 2], cam[:, 1] / cam[:, 2]
-        if camera.is_distorted:
-            limit = _distorted_fov_limit2(camera)
-            keep = x * x + y * y <= limit
-            front, x, y, cam = front[keep], x[keep], y[keep], cam[keep]
-            x, y = distort(x, y, camera.distortion_model, camera.D)
-        K = camera.K
-        uv = np.stack([K[0, 0] * x + K[0, 1] * y + K[0, 2], K[1, 1] * y + K[1, 2]], axis=1)
-    inside = (
-        (uv[:, 0] >= -margin_px)
-        & (uv[:, 0] < camera.width + margin_px)
-        & (uv[:, 1] >= -margin_px)
-        & (uv[:, 1] < camera.height + margin_px)
+        rectify = np.hstack([camera.P[:, :3] @ camera.R, camera.P[:, 3:]])
+    elif camera.is_distorted:
+        model, d = _distortion(camera)
+        fov_limit2 = _distorted_fov_limit2(camera)
+    bounds = np.array(
+        [-margin_px, camera.width + margin_px, -margin_px, camera.height + margin_px], float
     )
-    return Projection(uv[inside], cam[inside, 2], front[inside])
+    rows, uv, depth = kernels.project(
+        pts, T, rectify, np.asarray(camera.K, np.float64), model, d, fov_limit2,
+        float(min_depth), bounds,
+    )  # fmt: skip
+    return Projection(uv, depth, rows)

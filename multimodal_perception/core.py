@@ -37,7 +37,7 @@ from .fusion.objects import (
     associate_radar,
     build_objects,
     deduplicate,
-    mask_agreement,
+    labels_under_points,
     pair_riders,
     rider_object,
 )
@@ -191,10 +191,11 @@ class FrameCore:
         classes = det.labels()
         kept = [i for i, d in enumerate(decisions) if d.keep]
         mask_ok = {}
-        if lidar is not None and seg is not None:
+        if lidar is not None and seg is not None and kept:
+            under = labels_under_points(lidar, seg.labels)
             for i in kept:
                 lut = self.filter.luts[int(det.class_ids[i])]
-                mask_ok[i] = mask_agreement(lidar, seg.labels, lut) if lut is not None else None
+                mask_ok[i] = lut[under] > 0 if lut is not None else None
         T_base_cam = np.linalg.inv(frame.T_cam_base) if frame.T_cam_base is not None else None
         objects = build_objects(
             det.boxes, classes, kept, lidar, frame.camera, T_base_cam, mask_ok,

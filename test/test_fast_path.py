@@ -1,9 +1,9 @@
 """The fast fusion path gives the outputs of the slow one it replaced.
 
-"Before" is kept here as private ``_reference_*`` functions: the code the fast path
-replaced (ground fit with SVD on the whole cloud in float64, projection of every
-non-ground point, open3d's DBSCAN per box, per-box masks over all projected points).
-The frames of a bag are captured once (with the models' outputs), then run through two
+"Before" is kept in ``fast_path_reference``: the code the fast path replaced (ground fit
+with SVD on the whole cloud in float64, numpy projection of every non-ground point,
+open3d's DBSCAN per box, per-box selections and the lidar evidence in numpy). The frames
+of a bag are captured once (with the models' outputs), then run through two
 ``FrameCore``s: the fast path and the reference patched in. Decisions, kept boxes,
 duplicates, track ids and the 3D objects' sources and point counts must be identical;
 centres, sizes and yaws agree within ``TOL`` (1e-6 m / rad; measured: under 1e-11).
@@ -17,103 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import open3d as o3d
 import pytest
+from fast_path_reference import (
+    reference_dbscan,
+    reference_fit_ground,
+    reference_lidar_evidence,
+    reference_prepare_lidar,
+    reference_project_points,
+    use_reference,
+)
 
 from conftest import CACHE, DATA, MODELS, REPO, in_ci
-from multimodal_perception import core as core_mod
 from multimodal_perception.config import load_parameters
 from multimodal_perception.core import FrameCore
-from multimodal_perception.fusion import fusion3d, objects
-from multimodal_perception.fusion.consistency import lidar_evidence
-from multimodal_perception.fusion.fusion3d import GroundModel, LidarFrame, dbscan
-from multimodal_perception.fusion.projection import Projection, project_points
+from multimodal_perception.fusion import fusion3d
+from multimodal_perception.fusion.fusion3d import dbscan
+from multimodal_perception.fusion.projection import project_points
 from multimodal_perception.replay import replay
 
 TOL = 1e-6
-
-
-# -- the reference: the code the fast path replaced ---------------------------------------
-def _reference_fit_ground(points_base: np.ndarray) -> GroundModel | None:
-    near = points_base[(np.abs(points_base[:, 0]) < 40.0) & (np.abs(points_base[:, 1]) < 20)]
-    if len(near) < 50:
-        return None
-    low = near[near[:, 2] < np.percentile(near[:, 2], 60)].astype(np.float64)
-    rng = np.random.default_rng(0)
-    sample = low[rng.choice(len(low), min(len(low), 4000), replace=False)]
-    idx = rng.integers(0, len(sample), (128, 3))
-    a, b, c = sample[idx[:, 0]], sample[idx[:, 1]], sample[idx[:, 2]]
-    normals = np.cross(b - a, c - a)
-    norm = np.linalg.norm(normals, axis=1)
-    ok = norm > 1e-6
-    normals = normals[ok] / norm[ok, None]
-    normals *= np.sign(normals[:, 2:3] + 1e-12)
-    horizontal = normals[:, 2] > 0.9
-    if not horizontal.any():
-        return None
-    normals = normals[horizontal]
-    d = -np.einsum("ij,ij->i", normals, a[ok][horizontal])
-    counts = (np.abs(sample @ normals.T + d) < 0.15).sum(axis=0)
-    best = int(np.argmax(counts))
-    inliers = low[np.abs(low @ normals[best] + d[best]) < 0.15]
-    if len(inliers) < 30:
-        return None
-    centroid = inliers.mean(axis=0)
-    n = np.linalg.svd(inliers - centroid, full_matrices=False)[2][-1]
-    n = n if n[2] > 0 else -n
-    if n[2] < 0.9:
-        return None
-    return GroundModel(n, float(-n @ centroid))
-
-
-def _reference_prepare_lidar(
-    points_lidar, T_base_lidar, T_cam_base, camera, ground=True
-) -> LidarFrame:
-    pts = points_lidar.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
-    ground = _reference_fit_ground(pts) if ground is True else ground
-    if ground is not None:
-        pts = pts[ground.height(pts) > 0.2]
-    return LidarFrame(pts, project_points(pts, T_cam_base, camera), ground, float(camera.K[1, 1]))
-
-
-def _reference_dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
-    cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-    return np.asarray(cloud.cluster_dbscan(eps=eps, min_points=min_points))
-
-
-def _reference_columns(self: Projection, u_min: float, u_max: float) -> np.ndarray:
-    u = self.uv[:, 0]
-    return np.flatnonzero((u >= u_min) & (u < u_max))
-
-
-def _reference_lidar_box_evidence(boxes: np.ndarray, projection: Projection) -> np.ndarray:
-    uv, depth = projection.uv, projection.depth
-    out = np.zeros(len(boxes))
-    for i, (x1, y1, x2, y2) in enumerate(boxes):
-        w, h = x2 - x1, y2 - y1
-        rows = (uv[:, 1] >= y1 + h / 5) & (uv[:, 1] < y2 - h / 20)
-        core = rows & (uv[:, 0] >= x1 + w / 4) & (uv[:, 0] < x2 - w / 4)
-        ring = rows & (
-            ((uv[:, 0] >= x1 - w / 2) & (uv[:, 0] < x1))
-            | ((uv[:, 0] >= x2) & (uv[:, 0] < x2 + w / 2))
-        )
-        out[i] = lidar_evidence(depth[core], depth[ring], expected_points=8.0)
-    return out
-
-
-_ORIGINAL_ASSOCIATE_IN_IMAGE = objects.associate_in_image
-
-
-def _use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(core_mod, "prepare_lidar", _reference_prepare_lidar)
-    monkeypatch.setattr(core_mod, "lidar_box_evidence", _reference_lidar_box_evidence)
-    monkeypatch.setattr(fusion3d, "dbscan", _reference_dbscan)
-    monkeypatch.setattr(Projection, "columns", _reference_columns)
-
-    def assoc(*args: Any) -> Any:  # projects the returns again, as before
-        return _ORIGINAL_ASSOCIATE_IN_IMAGE(*args[:7])
-
-    monkeypatch.setattr(objects, "associate_in_image", assoc)
 
 
 # -- capture a bag's frames once, then run both cores --------------------------------------
@@ -209,18 +131,18 @@ def _check(bag: Path, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch
     assert cap.frames
     fast = _run(cap)
     with monkeypatch.context() as m:
-        _use_reference(m)
+        use_reference(m)
         ref = _run(cap)
     return _assert_same(fast, ref)
 
 
-def test_fast_path_matches_reference_on_the_shipped_bag(monkeypatch):
+def test_fast_path_matchesreference_on_the_shipped_bag(monkeypatch):
     compared = _check(REPO / "bags" / "urban_crossing_5s", {}, monkeypatch)
     assert compared > 0, "the bag must yield lidar objects to compare"
 
 
 @pytest.mark.real_data
-def test_fast_path_matches_reference_on_kitti_raw(monkeypatch):
+def test_fast_path_matchesreference_on_kitti_raw(monkeypatch):
     source = DATA / "kitti_raw_2011_09_26"
     if not (source.is_dir() and (MODELS / "yolox_nano_416").is_dir()):
         if in_ci():
@@ -245,11 +167,11 @@ def test_dbscan_matches_open3d_on_random_clouds():
         if n == 0:
             pts = np.zeros((0, 3))
         eps, min_points = float(rng.uniform(0.2, 1.0)), int(rng.integers(1, 6))
-        expected = _reference_dbscan(pts, eps, min_points) if n else np.zeros(0, int)
+        expected = reference_dbscan(pts, eps, min_points) if n else np.zeros(0, int)
         np.testing.assert_array_equal(dbscan(pts, eps, min_points), expected)
 
 
-def test_fit_ground_matches_reference_on_float32_and_float64():
+def test_fit_ground_matchesreference_on_float32_and_float64():
     rng = np.random.default_rng(3)
     n = 60_000
     pts = np.column_stack(
@@ -257,7 +179,7 @@ def test_fit_ground_matches_reference_on_float32_and_float64():
     )
     pts[: n // 3, 2] += rng.uniform(0, 3, n // 3)  # objects above the ground
     pts = pts.astype(np.float32)
-    ref = _reference_fit_ground(pts.astype(np.float64))
+    ref = reference_fit_ground(pts.astype(np.float64))
     assert ref is not None
     for cloud in (pts, pts.astype(np.float64)):
         got = fusion3d.fit_ground(cloud)
@@ -318,9 +240,55 @@ def test_frustum_crop_keeps_every_projected_point(model, D, skew, baseline):
     candidates = frustum_candidates(pts, T, cam)
     assert len(kept) > 1000 and np.isin(kept, candidates).all()
     assert len(candidates) < 0.6 * n  # it does crop
-    ref = _reference_prepare_lidar(pts, np.eye(4), T, cam)
+    ref = reference_prepare_lidar(pts, np.eye(4), T, cam)
     got = fusion3d.prepare_lidar(pts, np.eye(4), T, cam)
     np.testing.assert_allclose(
         got.points_base[got.projection.index], ref.points_base[ref.projection.index], atol=1e-9
     )
     np.testing.assert_allclose(got.projection.uv, ref.projection.uv, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "model, D",
+    [
+        ("plumb_bob", [0.0] * 5),
+        ("plumb_bob", [-0.3, 0.1, 0.001, -0.002, 0.02]),
+        ("rational_polynomial", [-0.3, 0.1, 0.001, -0.002, 0.02, 0.01, 0.002, 0.001]),
+        ("equidistant", [0.05, -0.01, 0.002, -0.001]),
+        ("none", []),
+    ],
+)
+def test_compiled_projection_matches_numpy(model, D):
+    from multimodal_perception.ros_pkg.camera_info import CameraModel
+
+    rng = np.random.default_rng(5)
+    pts = (rng.normal(size=(40_000, 3)) * [20, 10, 2]).astype(np.float32)
+    K = np.array([[700.0, 0.5, 620], [0, 710, 190], [0, 0, 1]])
+    R = np.array([[1.0, 0, 0], [0, 0.9998, -0.02], [0, 0.02, 0.9998]])
+    P = np.hstack([K, [[-45.0], [0.3], [0.004]]])
+    cam = CameraModel(1242, 375, K, np.array(D), R, P, model)
+    T = np.eye(4)
+    T[:3, :3] = [[0, -1, 0], [0, 0, -1], [1, 0, 0]]
+    T[:3, 3] = [0.1, -0.2, 0.3]
+    for rectified in (None, True, False):
+        for margin in (0.0, 5.0):
+            got = project_points(pts, T, cam, rectified=rectified, margin_px=margin)
+            ref = reference_project_points(pts, T, cam, rectified=rectified, margin_px=margin)
+            assert len(ref.index) > 1000
+            np.testing.assert_array_equal(got.index, ref.index)
+            np.testing.assert_allclose(got.uv, ref.uv, atol=1e-9, rtol=0)
+            np.testing.assert_allclose(got.depth, ref.depth, atol=1e-12, rtol=0)
+
+
+def test_compiled_lidar_evidence_matches_numpy():
+    from multimodal_perception.fusion.consistency import lidar_evidence
+
+    rng = np.random.default_rng(9)
+    for _ in range(300):
+        core = rng.uniform(2, 30, int(rng.integers(0, 60)))
+        core[: core.size // 2] = rng.normal(core[0] if core.size else 10, 0.3, core.size // 2)
+        ring = rng.uniform(2, 40, int(rng.integers(0, 20)))
+        ring[rng.uniform(size=ring.size) < 0.1] = np.inf
+        expected = float(rng.uniform(1, 40))
+        got = lidar_evidence(core, ring, expected)
+        assert got == reference_lidar_evidence(core, ring, expected)
