@@ -31,7 +31,7 @@ def lidar_box_evidence(
     return _lidar_box_evidence(limits, projection.uv, projection.depth, float(expected_points))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lidar_box_evidence(
     limits: np.ndarray, uv: np.ndarray, depth: np.ndarray, expected_points: float
 ) -> np.ndarray:

@@ -299,7 +299,7 @@ def _compatible(patch: np.ndarray, runs: list[tuple[np.uint8, np.uint8]]) -> np.
     return hit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lidar_evidence(
     depths_core: np.ndarray, depths_ring: np.ndarray, expected_points: float, min_points: int = 8
 ) -> float:

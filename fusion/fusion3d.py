@@ -22,8 +22,9 @@ import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
 from .ground import GroundModel, fit_ground
-from .kernels import dbscan_labels, gather_above, rows_in_box
+from .kernels import cluster_summary, dbscan_labels, rows_in_box
 from .projection import Projection, frustum_candidates, project_points
+from .projection_kernels import gather_above
 
 # Typical object sizes (length, width, height) for extending partial footprints.
 CLASS_SIZE_PRIOR: dict[str, tuple[float, float, float]] = {
@@ -77,7 +78,7 @@ def prepare_lidar(
     non-ground points and the projection indexes them."""
     pts = np.asarray(points_lidar).reshape(-1, 3)
     if pts.dtype in (np.float32, np.float64) and np.array_equal(T_base_lidar, np.eye(4)):
-        base = pts  # the transform is exact: float64 values of these very numbers
+        base = np.ascontiguousarray(pts)  # exact: float64 values of these very numbers
     else:
         base = pts.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
     if ground is True:
@@ -129,16 +130,6 @@ def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     return dbscan_labels(pts, float(eps), int(min_points))
 
 
-def _group_medians(groups: np.ndarray, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """``np.median`` of ``values`` per group 0..len(sizes)-1 (each non-empty), at once:
-    the middle element, or the mean of the two middle ones, as numpy computes it."""
-    v = values[np.lexsort((values, groups))]
-    start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    hi = v[start + sizes // 2]
-    lo = v[start + (sizes - 1) // 2]
-    return np.where(sizes % 2 == 1, hi, (lo + hi) / 2)
-
-
 def object_from_lidar(
     box: np.ndarray,
     cls: str,
@@ -182,13 +173,9 @@ def object_from_lidar(
     # neighbour seen through the box.
     prior_h = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)[2]
     k = int(labels.max()) + 1
-    lab = labels[labels >= 0]
-    members = np.bincount(lab, minlength=k)
-    n_ok = np.bincount(lab, weights=ok[labels >= 0], minlength=k)
-    n_core = np.bincount(lab, weights=core[labels >= 0], minlength=k)
-    clustered = pts[labels >= 0]
-    ranges = _group_medians(lab, np.hypot(clustered[:, 0], clustered[:, 1]), members)
-    depth_med = _group_medians(lab, depths[labels >= 0], members)
+    members, n_ok, n_core, ranges, depth_med = cluster_summary(
+        labels, k, ok, core, np.hypot(pts[:, 0], pts[:, 1]), depths
+    )
     candidates = []
     for label in range(k):
         consistent = n_ok[label] >= 0.5 * members[label]

@@ -45,7 +45,7 @@ def fit_ground(
     ``points_base`` may be float32: the selection is decided exactly as in float64. The
     refit's normal is the smallest eigenvector of the inliers' 3x3 scatter (the SVD's last
     right-singular vector, to rounding)."""
-    pts = np.asarray(points_base)
+    pts = np.ascontiguousarray(points_base)  # the kernels are compiled for C order
     if pts.dtype not in (np.float32, np.float64):
         pts = pts.astype(np.float64)
     rows, z_near = kernels.near_heights(pts, float(max_range), 20.0)

@@ -1,4 +1,6 @@
-"""The per-point loops of the fusion path, compiled with numba (one core, no fastmath).
+"""The per-point loops of the fusion path, compiled with numba (one core, no fastmath,
+the GIL released: the model workers' Python threads run meanwhile); projection's are in
+``projection_kernels``.
 
 Each kernel computes what a numpy expression elsewhere in ``fusion`` describes, in one
 pass instead of a chain of temporaries: selections decide exactly as the numpy they
@@ -15,7 +17,7 @@ from numba import njit
 
 
 # -- ground plane (ground.fit_ground) -----------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def near_heights(points: np.ndarray, max_x: float, max_y: float) -> tuple[np.ndarray, np.ndarray]:
     """Rows with |x| < max_x and |y| < max_y (compared in float64), and their z as float64."""
     n = points.shape[0]
@@ -30,7 +32,7 @@ def near_heights(points: np.ndarray, max_x: float, max_y: float) -> tuple[np.nda
     return rows[:m], z[:m]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def gather_below(points: np.ndarray, rows: np.ndarray, z: np.ndarray, limit: float) -> np.ndarray:
     """``points[rows[z < limit]]`` as float64."""
     out = np.empty((rows.size, 3), np.float64)
@@ -45,7 +47,7 @@ def gather_below(points: np.ndarray, rows: np.ndarray, z: np.ndarray, limit: flo
     return out[:m]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def plane_hypotheses(sample: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unit normals (pointing up) and offsets of the planes through the sample's point
     triples ``idx`` whose normal is within ~25 degrees of vertical (n_z > 0.9); degenerate
@@ -75,23 +77,26 @@ def plane_hypotheses(sample: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, n
     return normals[:m], d[:m]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def best_plane(sample: np.ndarray, normals: np.ndarray, d: np.ndarray, threshold: float) -> int:
     """Index of the plane with the most sample points within ``threshold`` (the first on
-    a tie, as ``np.argmax``)."""
+    a tie, as ``np.argmax``). The sample is scored column by column (x, y, z contiguous):
+    the count over points then runs in SIMD lanes, each point's distance unchanged."""
+    xs = np.ascontiguousarray(sample[:, 0])
+    ys = np.ascontiguousarray(sample[:, 1])
+    zs = np.ascontiguousarray(sample[:, 2])
     best, best_count = 0, -1
     for k in range(normals.shape[0]):
         n0, n1, n2, dk = normals[k, 0], normals[k, 1], normals[k, 2], d[k]
         count = 0
-        for r in range(sample.shape[0]):
-            if abs(sample[r, 0] * n0 + sample[r, 1] * n1 + sample[r, 2] * n2 + dk) < threshold:
-                count += 1
+        for r in range(xs.size):
+            count += abs(xs[r] * n0 + ys[r] * n1 + zs[r] * n2 + dk) < threshold
         if count > best_count:
             best, best_count = k, count
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def inlier_moments(
     points: np.ndarray, normal: np.ndarray, d: float, threshold: float
 ) -> tuple[int, np.ndarray, np.ndarray]:
@@ -118,7 +123,7 @@ def inlier_moments(
 
 
 # -- DBSCAN (fusion3d.dbscan) -------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _root(parent: np.ndarray, i: int) -> int:
     while parent[i] != i:
         parent[i] = parent[parent[i]]  # path halving
@@ -126,7 +131,7 @@ def _root(parent: np.ndarray, i: int) -> int:
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dbscan_labels(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     """DBSCAN labels with open3d's semantics (see ``fusion3d.dbscan``).
 
@@ -203,135 +208,7 @@ def dbscan_labels(points: np.ndarray, eps: float, min_points: int) -> np.ndarray
     return labels
 
 
-# -- projection (projection.project_points, projection.frustum_candidates) ------------------
-NO_DISTORTION, EQUIDISTANT, POLYNOMIAL = 0, 1, 2
-
-
-@njit(cache=True)
-def distort_point(x: float, y: float, model: int, d: np.ndarray) -> tuple[float, float]:
-    """Normalised undistorted -> distorted coordinates, as OpenCV's models: ``EQUIDISTANT``
-    (fisheye, k1..k4) or ``POLYNOMIAL`` (plumb_bob and rational_polynomial: k1, k2, p1, p2,
-    k3, k4, k5, k6, s1..s4 in ``d``, zeros where the model has fewer)."""
-    if model == EQUIDISTANT:
-        r = np.sqrt(x * x + y * y)
-        theta = np.arctan(r)
-        t2 = theta * theta
-        theta_d = theta * (1 + t2 * (d[0] + t2 * (d[1] + t2 * (d[2] + t2 * d[3]))))
-        scale = theta_d / r if r > 1e-12 else 1.0
-        return x * scale, y * scale
-    if model == POLYNOMIAL:
-        k1, k2, p1, p2, k3, k4, k5, k6 = d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
-        s1, s2, s3, s4 = d[8], d[9], d[10], d[11]
-        r2 = x * x + y * y
-        radial = (1 + r2 * (k1 + r2 * (k2 + r2 * k3))) / (1 + r2 * (k4 + r2 * (k5 + r2 * k6)))
-        xy = x * y
-        xd = x * radial + 2 * p1 * xy + p2 * (r2 + 2 * x * x) + s1 * r2 + s2 * r2 * r2
-        yd = y * radial + p1 * (r2 + 2 * y * y) + 2 * p2 * xy + s3 * r2 + s4 * r2 * r2
-        return xd, yd
-    return x, y
-
-
-@njit(cache=True)
-def project(
-    points: np.ndarray,
-    T: np.ndarray,
-    rectify: np.ndarray,
-    K: np.ndarray,
-    model: int,
-    d: np.ndarray,
-    fov_limit2: float,
-    min_depth: float,
-    bounds: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows, pixels and depths of the points that land in the image (see
-    ``projection.project_points``). ``T``: points -> camera optical frame. ``rectify``:
-    3x4 (P[:, :3] R | P[:, 3]) for a rectified image, else 0x4 and ``K`` with distortion
-    ``model``/``d`` (points off-axis beyond ``fov_limit2``, squared normalised radius,
-    dropped first; negative: no limit). ``bounds``: u_min, u_max, v_min, v_max with
-    u_min <= u < u_max."""
-    n = points.shape[0]
-    rows = np.empty(n, np.int64)
-    uv = np.empty((n, 2))
-    depth = np.empty(n)
-    m = 0
-    rectified = rectify.shape[0] == 3
-    for r in range(n):
-        px, py, pz = np.float64(points[r, 0]), np.float64(points[r, 1]), np.float64(points[r, 2])
-        c2 = px * T[2, 0] + py * T[2, 1] + pz * T[2, 2] + T[2, 3]
-        if not c2 > min_depth:
-            continue
-        c0 = px * T[0, 0] + py * T[0, 1] + pz * T[0, 2] + T[0, 3]
-        c1 = px * T[1, 0] + py * T[1, 1] + pz * T[1, 2] + T[1, 3]
-        if rectified:
-            w = c0 * rectify[2, 0] + c1 * rectify[2, 1] + c2 * rectify[2, 2] + rectify[2, 3]
-            if not w > 0:
-                continue
-            u = (c0 * rectify[0, 0] + c1 * rectify[0, 1] + c2 * rectify[0, 2] + rectify[0, 3]) / w
-            v = (c0 * rectify[1, 0] + c1 * rectify[1, 1] + c2 * rectify[1, 2] + rectify[1, 3]) / w
-        else:
-            x, y = c0 / c2, c1 / c2
-            if fov_limit2 >= 0 and not x * x + y * y <= fov_limit2:
-                continue
-            x, y = distort_point(x, y, model, d)
-            u = K[0, 0] * x + K[0, 1] * y + K[0, 2]
-            v = K[1, 1] * y + K[1, 2]
-        if u >= bounds[0] and u < bounds[1] and v >= bounds[2] and v < bounds[3]:
-            rows[m] = r
-            uv[m, 0], uv[m, 1] = u, v
-            depth[m] = c2
-            m += 1
-    return rows[:m], uv[:m], depth[:m]
-
-
-@njit(cache=True)
-def frustum_rows(
-    points: np.ndarray, A: np.ndarray, min_depth: float, bounds: np.ndarray, cone2: float
-) -> np.ndarray:
-    """Rows of the points that may reach the image (see ``projection.frustum_candidates``):
-    depth (``bounds[4:8]``: the optical frame's z row) above ``min_depth`` and, with
-    (a, b, w) = A [p 1], either a^2 + b^2 <= ``cone2`` w^2 (``cone2`` >= 0) or w > 0 and
-    bounds[0] w <= a <= bounds[1] w, bounds[2] w <= b <= bounds[3] w."""
-    n = points.shape[0]
-    rows = np.empty(n, np.int64)
-    m = 0
-    for r in range(n):
-        px, py, pz = np.float64(points[r, 0]), np.float64(points[r, 1]), np.float64(points[r, 2])
-        if not px * bounds[4] + py * bounds[5] + pz * bounds[6] + bounds[7] > min_depth:
-            continue
-        a = px * A[0, 0] + py * A[0, 1] + pz * A[0, 2] + A[0, 3]
-        b = px * A[1, 0] + py * A[1, 1] + pz * A[1, 2] + A[1, 3]
-        w = px * A[2, 0] + py * A[2, 1] + pz * A[2, 2] + A[2, 3]
-        if cone2 >= 0:
-            ok = a * a + b * b <= cone2 * (w * w)
-        else:
-            ok = w > 0 and bounds[0] * w <= a <= bounds[1] * w
-            ok = ok and bounds[2] * w <= b <= bounds[3] * w
-        if ok:
-            rows[m] = r
-            m += 1
-    return rows[:m]
-
-
-@njit(cache=True)
-def gather_above(
-    points: np.ndarray, rows: np.ndarray, normal: np.ndarray, d: float, clearance: float
-) -> np.ndarray:
-    """``points[rows]`` as float64, only those more than ``clearance`` above the plane
-    n . p + d = 0 (all of them when ``normal`` is empty)."""
-    out = np.empty((rows.size, 3))
-    m = 0
-    check = normal.size == 3
-    for k in range(rows.size):
-        r = rows[k]
-        x, y, z = np.float64(points[r, 0]), np.float64(points[r, 1]), np.float64(points[r, 2])
-        if check and not x * normal[0] + y * normal[1] + z * normal[2] + d > clearance:
-            continue
-        out[m, 0], out[m, 1], out[m, 2] = x, y, z
-        m += 1
-    return out[:m]
-
-
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rows_in_box(uv: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
     """Rows (ascending) of the pixels with x1 <= u < x2 and y1 <= v < y2."""
     rows = np.empty(uv.shape[0], np.int64)
@@ -342,3 +219,75 @@ def rows_in_box(uv: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> n
             rows[m] = k
             m += 1
     return rows[:m]
+
+
+@njit(cache=True, nogil=True)
+def cluster_summary(
+    labels: np.ndarray, k: int, ok: np.ndarray, core: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per cluster 0..k-1 (``labels``; -1 is noise): members, how many are ``ok``, how many
+    ``core``, and the medians of ``a`` and ``b`` over its members (``np.median``'s value:
+    the middle element, or the mean of the two middle ones)."""
+    members = np.zeros(k, np.int64)
+    n_ok = np.zeros(k, np.int64)
+    n_core = np.zeros(k, np.int64)
+    for i in range(labels.size):
+        g = labels[i]
+        if g >= 0:
+            members[g] += 1
+            n_ok[g] += ok[i]
+            n_core[g] += core[i]
+    start = np.zeros(k + 1, np.int64)
+    for g in range(k):
+        start[g + 1] = start[g] + members[g]
+    fill = start[:-1].copy()
+    grouped_a = np.empty(start[k])
+    grouped_b = np.empty(start[k])
+    for i in range(labels.size):
+        g = labels[i]
+        if g >= 0:
+            grouped_a[fill[g]] = a[i]
+            grouped_b[fill[g]] = b[i]
+            fill[g] += 1
+    median_a = np.empty(k)
+    median_b = np.empty(k)
+    for g in range(k):
+        median_a[g] = np.median(grouped_a[start[g] : start[g + 1]])
+        median_b[g] = np.median(grouped_b[start[g] : start[g + 1]])
+    return members, n_ok, n_core, median_a, median_b
+
+
+def warm_up() -> float:
+    """Compile (first start after an install) or load from the cache every kernel, for
+    the argument types the fusion path passes (float32 and float64 clouds), so that no
+    frame waits for the compiler. Returns the seconds it took."""
+    import time
+
+    from .box_evidence import _lidar_box_evidence
+    from .consistency import lidar_evidence
+    from .projection_kernels import POLYNOMIAL, frustum_rows, gather_above, project
+
+    start = time.perf_counter()
+    rows = np.zeros(1, np.int64)
+    flat = np.zeros(3)
+    T = np.eye(4)
+    box = np.array([0.0, 1.0, 0.0, 1.0])
+    for points in (np.zeros((1, 3), np.float32), np.zeros((1, 3))):
+        near_heights(points, 1.0, 1.0)
+        gather_below(points, rows, flat[:1], 1.0)
+        frustum_rows(points, T[:3].copy(), 0.1, np.zeros(8), -1.0)
+        gather_above(points, rows, flat, 0.0, 0.2)
+        for rectify in (np.zeros((0, 4)), T[:3].copy()):
+            project(points, T, rectify, np.eye(3), POLYNOMIAL, np.zeros(14), 1.0, 0.1, box)
+    sample = np.zeros((3, 3))
+    plane_hypotheses(sample, np.zeros((1, 3), np.int64))
+    best_plane(sample, np.zeros((1, 3)), np.zeros(1), 0.15)
+    inlier_moments(sample, flat, 0.0, 0.15)
+    labels = dbscan_labels(sample, 0.6, 3)
+    uv = np.zeros((1, 2))
+    rows_in_box(uv, 0.0, 0.0, 1.0, 1.0)
+    everyone = np.ones(3, np.bool_)
+    cluster_summary(labels, int(labels.max()) + 1, everyone, everyone, flat, flat)
+    _lidar_box_evidence(np.zeros((1, 8)), uv, np.zeros(1), 8.0)
+    lidar_evidence(flat, flat, 8.0)
+    return time.perf_counter() - start

@@ -7,7 +7,7 @@ follows image_geometry's convention (``CameraModel.is_rectified``): an image wit
 distortion is rectified and projects through P, its baseline term included (KITTI's P2
 puts a point ~45/depth px right of ``K [I | 0]``); a distorted one is raw. Points
 outside the image are dropped; ``index`` returns the surviving points' rows so callers
-can go back to 3D. One compiled pass per cloud (``kernels.project``): it measures faster
+can go back to 3D. One compiled pass per cloud (``projection_kernels.project``): it measures faster
 than cv2.projectPoints on whole clouds (bench/bench_alignment.py) and agrees with it to
 well under 0.01 px.
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
-from . import kernels
+from . import projection_kernels as kernels
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _distortion(camera: CameraModel) -> tuple[int, np.ndarray]:
-    """The camera's distortion as ``kernels.distort_point`` takes it: model and 14 terms."""
+    """The camera's distortion as ``projection_kernels.distort_point`` takes it: model and
+    14 terms."""
     if not camera.is_distorted or camera.D.size == 0:
         return kernels.NO_DISTORTION, np.zeros(14)
     d = np.zeros(14)
@@ -104,7 +105,7 @@ def frustum_candidates(
     linear (or, for a distorted camera, conic) test with ``slack`` in normalised
     coordinates, so every point ``project_points`` (same ``rectified``, no margin) keeps
     is among them. Crop a cloud with it before anything per point."""
-    pts = np.asarray(points).reshape(-1, 3)
+    pts = np.ascontiguousarray(np.asarray(points).reshape(-1, 3))  # kernels: C order
     if pts.dtype not in (np.float32, np.float64):
         pts = pts.astype(np.float64)
     T = np.asarray(T_cam_points, dtype=np.float64)
@@ -146,7 +147,7 @@ def project_points(
     is along the camera's optical axis either way."""
     if rectified is None:
         rectified = camera.is_rectified
-    pts = np.asarray(points).reshape(-1, 3)
+    pts = np.ascontiguousarray(np.asarray(points).reshape(-1, 3))  # kernels: C order
     if pts.dtype not in (np.float32, np.float64):
         pts = pts.astype(np.float64)
     T = np.ascontiguousarray(T_cam_points, dtype=np.float64)

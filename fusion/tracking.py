@@ -112,13 +112,19 @@ class Tracker:
         self.assignment = []
         self.resets += 1
 
-    def _predict(self, track: Track, dt: float) -> None:
+    def _motion(self, dt: float) -> tuple[np.ndarray, np.ndarray]:
+        """Constant-velocity transition F over ``dt`` and its process noise G G^T q (the
+        same for every track of a step: made once)."""
         F = np.eye(4)
         F[0, 2] = F[1, 3] = dt
         q = self.config.accel_noise**2
         G = np.array([[dt**2 / 2, 0], [0, dt**2 / 2], [dt, 0], [0, dt]])
+        return F, G @ G.T * q
+
+    @staticmethod
+    def _predict(track: Track, F: np.ndarray, Q: np.ndarray) -> None:
         track.x = F @ track.x
-        track.P = F @ track.P @ F.T + G @ G.T * q
+        track.P = F @ track.P @ F.T + Q
 
     def _update(self, track: Track, m: Measurement) -> None:
         noise = (
@@ -213,8 +219,9 @@ class Tracker:
         # still grows, and the next frame predicts forward again.
         dt = 0.0 if self._stamp is None else (stamp - self._stamp) / 1e9
         self._stamp = stamp
+        F, Q = self._motion(dt)
         for t in self.tracks:
-            self._predict(t, dt)
+            self._predict(t, F, Q)
         matched_tracks: set[int] = set()
         matched_meas: set[int] = set()
         owner: dict[int, Track] = {}
@@ -227,13 +234,13 @@ class Tracker:
             if not ti or not mi:
                 continue
             cost = np.full((len(ti), len(mi)), 1e6)
+            S = np.stack([self.tracks[i].P[:2, :2] for i in ti])
+            S_inv = np.linalg.inv(S + np.eye(2) * self.config.position_noise**2)
             for a, i in enumerate(ti):
                 t = self.tracks[i]
-                S = t.P[:2, :2] + np.eye(2) * self.config.position_noise**2
-                S_inv = np.linalg.inv(S)
                 for b, j in enumerate(mi):
                     d = measurements[j].xy - t.position
-                    maha = float(d @ S_inv @ d)
+                    maha = float(d @ S_inv[a] @ d)
                     euclid = float(np.hypot(*d))
                     slack = 4.0 if measurements[j].source == "camera_only" else 0.0
                     gated = maha <= self.config.gate_chi2 or euclid <= 1.0

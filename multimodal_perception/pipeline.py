@@ -39,6 +39,7 @@ from .core import FrameCore
 from .describe import describe_scene
 from .findings import Findings, findings_outputs
 from .frame import Aligned, FrameResult
+from .fusion import kernels
 from .fusion.alignment import AlignConfig, NoCameraError, align
 from .fusion.sync import SyncGroup
 from .fusion.transforms import TransformBuffer, TransformSource
@@ -86,6 +87,9 @@ class Pipeline:
         self._tf_owned = transforms is None
         self.camera_models: dict[str, CameraModel] = {}  # rig camera name ('' alone) ->
         self.models = models if models is not None else load_models(params)  # batch: preloaded
+        compile_s = kernels.warm_up()  # before the first frame, not during it
+        if compile_s > 2.0:
+            log.info("fusion kernels compiled in %.1f s (once per installation)", compile_s)
         shared = TrackingStage(params) if self.rig else None
         grounds: dict | None = {} if self.rig else None
         self.cores = {

@@ -23,6 +23,15 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Compile the fusion kernels (or load them from numba's cache) once, before any
+    test: a node or replay started in a subprocess then finds them cached, as an
+    installed package does after its first start."""
+    from multimodal_perception.fusion.kernels import warm_up
+
+    warm_up()
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
