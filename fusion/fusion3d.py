@@ -24,7 +24,7 @@ from ..ros_pkg.camera_info import CameraModel
 from .ground import GroundModel, fit_ground
 from .kernels import cluster_summary, dbscan_labels, rows_in_box
 from .projection import Projection, frustum_candidates, project_points
-from .projection_kernels import gather_above
+from .projection_kernels import gather_above, points_for_kernels
 
 # Typical object sizes (length, width, height) for extending partial footprints.
 CLASS_SIZE_PRIOR: dict[str, tuple[float, float, float]] = {
@@ -78,13 +78,14 @@ def prepare_lidar(
     non-ground points and the projection indexes them."""
     pts = np.asarray(points_lidar).reshape(-1, 3)
     if pts.dtype in (np.float32, np.float64) and np.array_equal(T_base_lidar, np.eye(4)):
-        base = np.ascontiguousarray(pts)  # exact: float64 values of these very numbers
+        base = points_for_kernels(pts)  # exact: float64 values of these very numbers
     else:
         base = pts.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
     if ground is True:
         ground = fit_ground(base)
     rows = frustum_candidates(base, T_cam_base, camera)
-    normal, d = (ground.normal, ground.d) if ground is not None else (np.zeros(0), 0.0)
+    plane = isinstance(ground, GroundModel)
+    normal, d = (np.array(ground.normal, float), ground.d) if plane else (np.zeros(0), 0.0)
     sub = gather_above(base, rows, normal, float(d), float(ground_clearance))
     return LidarFrame(sub, project_points(sub, T_cam_base, camera), ground, float(camera.K[1, 1]))
 
@@ -126,7 +127,7 @@ def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     point; a border point joins the lowest numbered cluster among its core neighbours;
     the rest is noise (-1). Compiled (``kernels.dbscan_labels``): a box's few hundred
     points cluster in tens of microseconds, without an open3d cloud per box."""
-    pts = np.ascontiguousarray(points, dtype=np.float64)
+    pts = np.array(points, dtype=np.float64)  # C order, writable: the compiled signature
     return dbscan_labels(pts, float(eps), int(min_points))
 
 

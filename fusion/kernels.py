@@ -19,13 +19,15 @@ from numba import njit
 # -- ground plane (ground.fit_ground) -----------------------------------------------------
 @njit(cache=True, nogil=True)
 def near_heights(points: np.ndarray, max_x: float, max_y: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with |x| < max_x and |y| < max_y (compared in float64), and their z as float64."""
+    """Rows with |x| < max_x and |y| < max_y (compared in float64) and a finite z, and
+    their z as float64."""
     n = points.shape[0]
     rows = np.empty(n, np.int64)
     z = np.empty(n, np.float64)
     m = 0
     for r in range(n):
-        if abs(np.float64(points[r, 0])) < max_x and abs(np.float64(points[r, 1])) < max_y:
+        near = abs(np.float64(points[r, 0])) < max_x and abs(np.float64(points[r, 1])) < max_y
+        if near and np.isfinite(points[r, 2]):
             rows[m] = r
             z[m] = points[r, 2]
             m += 1
@@ -272,7 +274,9 @@ def warm_up() -> float:
     flat = np.zeros(3)
     T = np.eye(4)
     box = np.array([0.0, 1.0, 0.0, 1.0])
-    for points in (np.zeros((1, 3), np.float32), np.zeros((1, 3))):
+    clouds = [np.zeros((1, 3), np.float32), np.zeros((1, 3))]
+    clouds += [np.zeros((2, 4), c.dtype)[:, :3] for c in clouds]  # x, y, z of x, y, z, i
+    for points in clouds:
         near_heights(points, 1.0, 1.0)
         gather_below(points, rows, flat[:1], 1.0)
         frustum_rows(points, T[:3].copy(), 0.1, np.zeros(8), -1.0)

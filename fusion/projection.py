@@ -105,9 +105,7 @@ def frustum_candidates(
     linear (or, for a distorted camera, conic) test with ``slack`` in normalised
     coordinates, so every point ``project_points`` (same ``rectified``, no margin) keeps
     is among them. Crop a cloud with it before anything per point."""
-    pts = np.ascontiguousarray(np.asarray(points).reshape(-1, 3))  # kernels: C order
-    if pts.dtype not in (np.float32, np.float64):
-        pts = pts.astype(np.float64)
+    pts = kernels.points_for_kernels(points)
     T = np.asarray(T_cam_points, dtype=np.float64)
     bounds = np.zeros(8)
     bounds[4:] = T[2]  # depth: the optical frame's z
@@ -123,7 +121,7 @@ def frustum_candidates(
         else:
             x0, x1, y0, y1 = _normalised_bounds(camera.width, camera.height, camera.K.tobytes())
             bounds[:4] = x0 - slack, x1 + slack, y0 - slack, y1 + slack
-    return kernels.frustum_rows(pts, np.ascontiguousarray(A), 0.9 * min_depth, bounds, cone2)
+    return kernels.frustum_rows(pts, np.array(A), 0.9 * min_depth, bounds, cone2)
 
 
 def _distorted_fov_limit2(camera: CameraModel) -> float:
@@ -147,10 +145,8 @@ def project_points(
     is along the camera's optical axis either way."""
     if rectified is None:
         rectified = camera.is_rectified
-    pts = np.ascontiguousarray(np.asarray(points).reshape(-1, 3))  # kernels: C order
-    if pts.dtype not in (np.float32, np.float64):
-        pts = pts.astype(np.float64)
-    T = np.ascontiguousarray(T_cam_points, dtype=np.float64)
+    pts = kernels.points_for_kernels(points)
+    T = np.array(T_cam_points, dtype=np.float64)  # small matrices: fresh, C order, writable
     rectify = np.zeros((0, 4))
     model, d = kernels.NO_DISTORTION, np.zeros(14)
     fov_limit2 = -1.0
@@ -163,7 +159,7 @@ def project_points(
         [-margin_px, camera.width + margin_px, -margin_px, camera.height + margin_px], float
     )
     rows, uv, depth = kernels.project(
-        pts, T, rectify, np.asarray(camera.K, np.float64), model, d, fov_limit2,
+        pts, T, rectify, np.array(camera.K, np.float64), model, d, fov_limit2,
         float(min_depth), bounds,
     )  # fmt: skip
     return Projection(uv, depth, rows)

@@ -134,3 +134,16 @@ def gather_above(
         out[m, 0], out[m, 1], out[m, 2] = x, y, z
         m += 1
     return out[:m]
+
+
+def points_for_kernels(points: np.ndarray) -> np.ndarray:
+    """(N, 3) points as the kernels are compiled for them (``kernels.warm_up``): float32 or
+    float64, writable, in C order or a row-strided view (a decoded PointCloud2's x, y, z)
+    as given; another dtype, a read-only or a Fortran-order array is copied, so that no
+    call compiles anew (numba compiles per dtype, layout and writability)."""
+    pts = np.asarray(points).reshape(-1, 3)
+    if pts.dtype not in (np.float32, np.float64):
+        return np.array(pts, dtype=np.float64)
+    if not pts.flags.writeable or (pts.flags.f_contiguous and not pts.flags.c_contiguous):
+        return np.array(pts, order="C")
+    return pts

@@ -126,23 +126,44 @@ def _assert_same(fast: list, ref: list) -> int:
     return compared
 
 
+def _compiled() -> dict[str, int]:
+    """How many signatures each compiled kernel has."""
+    from numba.core.registry import CPUDispatcher
+
+    from multimodal_perception.fusion import box_evidence, consistency, kernels
+    from multimodal_perception.fusion import projection_kernels as pk
+
+    return {
+        f"{m.__name__}.{name}": len(f.signatures)
+        for m in (kernels, pk, box_evidence, consistency)
+        for name, f in vars(m).items()
+        if isinstance(f, CPUDispatcher)
+    }
+
+
 def _check(bag: Path, overrides: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> int:
+    from multimodal_perception.fusion.kernels import warm_up
+
+    warm_up()
+    compiled = _compiled()
     cap = _capture(bag, overrides, monkeypatch)
     assert cap.frames
     fast = _run(cap)
+    # Every argument type a replay passes was compiled by warm_up: no frame waits for numba.
+    assert _compiled() == compiled
     with monkeypatch.context() as m:
         use_reference(m)
         ref = _run(cap)
     return _assert_same(fast, ref)
 
 
-def test_fast_path_matchesreference_on_the_shipped_bag(monkeypatch):
+def test_fast_path_matches_reference_on_the_shipped_bag(monkeypatch):
     compared = _check(REPO / "bags" / "urban_crossing_5s", {}, monkeypatch)
     assert compared > 0, "the bag must yield lidar objects to compare"
 
 
 @pytest.mark.real_data
-def test_fast_path_matchesreference_on_kitti_raw(monkeypatch):
+def test_fast_path_matches_reference_on_kitti_raw(monkeypatch):
     source = DATA / "kitti_raw_2011_09_26"
     if not (source.is_dir() and (MODELS / "yolox_nano_416").is_dir()):
         if in_ci():
@@ -171,7 +192,7 @@ def test_dbscan_matches_open3d_on_random_clouds():
         np.testing.assert_array_equal(dbscan(pts, eps, min_points), expected)
 
 
-def test_fit_ground_matchesreference_on_float32_and_float64():
+def test_fit_ground_matches_reference_on_float32_and_float64():
     rng = np.random.default_rng(3)
     n = 60_000
     pts = np.column_stack(
@@ -186,6 +207,31 @@ def test_fit_ground_matchesreference_on_float32_and_float64():
         assert got is not None
         np.testing.assert_allclose(got.normal, ref.normal, atol=1e-9, rtol=0)
         assert abs(got.d - ref.d) < 1e-9
+
+
+def test_ground_percentile_is_numpys_bit_for_bit():
+    from multimodal_perception.fusion.ground import percentile
+
+    rng = np.random.default_rng(4)
+    for i in range(2000):
+        values = rng.normal(0, 1, int(rng.integers(1, 3000))).astype(np.float32)
+        values = (np.round(values, 1) if i % 2 else values).astype(np.float64)  # ties
+        for q in (0, 37.5, 60, 100):
+            assert percentile(values, q) == np.percentile(values, q)
+
+
+def test_fit_ground_skips_points_without_a_height():
+    rng = np.random.default_rng(6)
+    n = 20_000
+    pts = np.column_stack(
+        [rng.uniform(-30, 30, n), rng.uniform(-15, 15, n), rng.normal(-1.7, 0.02, n)]
+    )
+    clean = fusion3d.fit_ground(pts)
+    pts = np.vstack([pts, [[1.0, 2.0, np.nan], [3.0, -1.0, np.inf]]])
+    got = fusion3d.fit_ground(pts)
+    assert clean is not None and got is not None
+    np.testing.assert_allclose(got.normal, clean.normal, atol=1e-3)
+    assert abs(got.d - clean.d) < 0.02
 
 
 def test_parallel_models_give_the_sequential_outputs(monkeypatch):
