@@ -316,10 +316,16 @@ def lidar_evidence(
     if depths_core.size < 3:
         return 0.0
     d = np.sort(depths_core)
-    right = np.searchsorted(d, d + 1.0, side="right")
-    start = np.argmax(right - np.arange(d.size))
-    best = right[start] - start
-    mode = np.median(d[start : right[start]])
+    # The densest 1 m window [d[i], d[i] + 1]: its end advances with i (two pointers, the
+    # first i on a tie); its median is its middle, the values being sorted.
+    start, best, end = 0, 0, 0
+    for i in range(d.size):
+        while end < d.size and d[end] <= d[i] + 1.0:
+            end += 1
+        if end - i > best:
+            start, best = i, end - i
+    middle = start + best // 2
+    mode = d[middle] if best % 2 else (d[middle - 1] + d[middle]) / 2
     compact = best / d.size
     enough = min(1.0, best / max(float(min_points), 0.25 * expected_points))
     ring = depths_ring[np.isfinite(depths_ring)]
