@@ -233,21 +233,21 @@ class Tracker:
             mi = [j for j, m in enumerate(measurements) if CLASS_GROUPS.get(m.cls, m.cls) == group]
             if not ti or not mi:
                 continue
-            cost = np.full((len(ti), len(mi)), 1e6)
+            # Every track of the group against every measurement at once: d[a, b] is
+            # measurement b's offset from track a.
             S = np.stack([self.tracks[i].P[:2, :2] for i in ti])
             S_inv = np.linalg.inv(S + np.eye(2) * self.config.position_noise**2)
-            for a, i in enumerate(ti):
-                t = self.tracks[i]
-                for b, j in enumerate(mi):
-                    d = measurements[j].xy - t.position
-                    maha = float(d @ S_inv[a] @ d)
-                    euclid = float(np.hypot(*d))
-                    slack = 4.0 if measurements[j].source == "camera_only" else 0.0
-                    gated = maha <= self.config.gate_chi2 or euclid <= 1.0
-                    if gated and euclid <= self.config.max_distance_m + slack:
-                        # Gate with the Mahalanobis distance, but rank by metres: a track
-                        # that coasted (large covariance) must not win over a steady one.
-                        cost[a, b] = euclid
+            d = (
+                np.array([measurements[j].xy for j in mi])[None]
+                - np.array([self.tracks[i].position for i in ti])[:, None]
+            )
+            maha = np.einsum("abi,aij,abj->ab", d, S_inv, d)
+            euclid = np.hypot(d[..., 0], d[..., 1])
+            slack = np.array([4.0 if measurements[j].source == "camera_only" else 0.0 for j in mi])
+            gated = (maha <= self.config.gate_chi2) | (euclid <= 1.0)
+            # Gate with the Mahalanobis distance, but rank by metres: a track that coasted
+            # (large covariance) must not win over a steady one.
+            cost = np.where(gated & (euclid <= self.config.max_distance_m + slack), euclid, 1e6)
             rows, cols = linear_sum_assignment(cost)
             for r, c in zip(rows, cols, strict=True):
                 if cost[r, c] >= 1e6:
