@@ -154,16 +154,18 @@ def dbscan_labels(points: np.ndarray, eps: float, min_points: int) -> np.ndarray
         xs[a], ys[a], zs[a] = points[order[a], 0], points[order[a], 1], points[order[a], 2]
     eps2 = eps * eps
     cap = 16 * n
-    first = np.empty(cap, np.int64)  # pairs as positions in x order, first < second
-    second = np.empty(cap, np.int64)
+    first = np.empty(cap, np.int32)  # pairs as positions in x order, first < second
+    second = np.empty(cap, np.int32)
+    degree = np.ones(n, np.int64)  # neighbours, the point itself included
     m = 0
     for a in range(n):
         if cap - m < n - a:  # room for every candidate of this point
             while cap - m < n - a:
                 cap *= 2
-            first = np.concatenate((first[:m], np.empty(cap - m, np.int64)))
-            second = np.concatenate((second[:m], np.empty(cap - m, np.int64)))
+            first = np.concatenate((first[:m], np.empty(cap - m, np.int32)))
+            second = np.concatenate((second[:m], np.empty(cap - m, np.int32)))
         x, y, z = xs[a], ys[a], zs[a]
+        m_before = m
         for b in range(a + 1, n):
             dx = x - xs[b]
             if -dx >= eps:
@@ -172,41 +174,50 @@ def dbscan_labels(points: np.ndarray, eps: float, min_points: int) -> np.ndarray
             dz = z - zs[b]
             first[m] = a
             second[m] = b
-            m += dx * dx + dy * dy + dz * dz < eps2
-    # Core points: at least min_points neighbours, the point itself included.
-    degree = np.ones(n, np.int64)
-    for e in range(m):
-        degree[first[e]] += 1
-        degree[second[e]] += 1
-    core = np.empty(n, np.bool_)  # by point index
-    for a in range(n):
-        core[order[a]] = degree[a] >= min_points
-    # Clusters: components of the core points, each rooted at its lowest index (the
-    # larger root is linked under the smaller), numbered in the order of those roots.
+            hit = dx * dx + dy * dy + dz * dz < eps2
+            degree[b] += hit
+            m += hit
+        degree[a] += m - m_before
+    core = degree >= min_points  # by position in x order, like everything below
+    # Clusters: components of the core points (union-find over core pairs), numbered in
+    # the order of their lowest point index (open3d's order of first core points).
     parent = np.arange(n)
     for e in range(m):
-        i, j = order[first[e]], order[second[e]]
-        if core[i] and core[j]:
-            ri, rj = _root(parent, i), _root(parent, j)
-            if ri < rj:
-                parent[rj] = ri
-            elif rj < ri:
-                parent[ri] = rj
+        a, b = first[e], second[e]
+        if core[a] and core[b]:
+            ra, rb = _root(parent, a), _root(parent, b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    root = np.full(n, -1, np.int64)
+    lowest = np.full(n, n, np.int64)  # per root: the lowest point index in its component
+    for a in range(n):
+        if core[a]:
+            root[a] = _root(parent, a)
+            lowest[root[a]] = min(lowest[root[a]], order[a])
+    numbered = np.full(n, -1, np.int32)  # point index -> cluster, for components' lowest
+    for a in range(n):
+        if core[a] and lowest[root[a]] == order[a]:
+            numbered[order[a]] = 0
     cluster = 0
     for i in range(n):
-        if core[i] and _root(parent, i) == i:
-            labels[i] = cluster
+        if numbered[i] == 0:
+            numbered[i] = cluster
             cluster += 1
-    for i in range(n):
-        if core[i]:
-            labels[i] = labels[_root(parent, i)]
+        else:
+            numbered[i] = -1
+    by_position = np.full(n, -1, np.int32)
+    for a in range(n):
+        if core[a]:
+            by_position[a] = numbered[lowest[root[a]]]
     # Border points: the lowest cluster among their core neighbours.
     for e in range(m):
-        i, j = order[first[e]], order[second[e]]
-        if core[i] != core[j]:
-            border, label = (j, labels[i]) if core[i] else (i, labels[j])
-            if labels[border] < 0 or label < labels[border]:
-                labels[border] = label
+        a, b = first[e], second[e]
+        if core[a] != core[b]:
+            border, label = (b, by_position[a]) if core[a] else (a, by_position[b])
+            if by_position[border] < 0 or label < by_position[border]:
+                by_position[border] = label
+    for a in range(n):
+        labels[order[a]] = by_position[a]
     return labels
 
 
