@@ -22,7 +22,7 @@ import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
 from .ground import GroundModel, fit_ground
-from .kernels import cluster_summary, dbscan_labels, rows_in_box
+from .kernels import box_points, cluster_summary, dbscan_labels
 from .projection import Projection, frustum_candidates, project_points
 from .projection_kernels import gather_above, points_for_kernels
 
@@ -143,32 +143,26 @@ def object_from_lidar(
     """The object inside ``box`` from the frame's projected lidar; None if no cluster."""
     proj = frame.projection
     x1, y1, x2, y2 = box
-    inside = rows_in_box(proj.uv, float(x1), float(y1), float(x2), float(y2))
-    if inside.size > max_points:
-        # Thin dense boxes deterministically: DBSCAN cost grows faster than linearly, and
-        # a few thousand points describe a footprint as well as tens of thousands.
-        inside = inside[:: int(np.ceil(inside.size / max_points))]
-    idx = proj.index[inside]
-    depths = proj.depth[inside]
-    if idx.size < min_points:
+    w, h = x2 - x1, y2 - y1
+    # The box, and its core (the central half, 20-95 % of the height), in the box's own
+    # precision. Dense boxes are thinned deterministically (every k-th point): DBSCAN cost
+    # grows faster than linearly, and a few hundred points describe a footprint as well
+    # as tens of thousands.
+    limits = np.array([x1, y1, x2, y2, x1 + w / 4, x2 - w / 4, y1 + h / 5, y2 - h / 20], float)
+    inside, pts, depths, core = box_points(
+        proj.uv, proj.index, proj.depth, frame.points_base, limits, max_points
+    )
+    if inside.size < min_points:
         return None
-    pts = frame.points_base[idx]
     labels = dbscan(pts, eps, min_points)
     if labels.max(initial=-1) < 0:
         return None
-    ok = mask_ok[inside] if mask_ok is not None else np.ones(idx.size, dtype=bool)
+    ok = mask_ok[inside] if mask_ok is not None else np.ones(inside.size, dtype=bool)
     # The object's cluster is the one the box is centred on: most points projecting into
-    # the box core (the central half, 20-95 % of the height), among clusters mostly on
-    # mask-compatible pixels when a mask is given; nearer first on a tie. A car beside
-    # the target, or a truck behind a cyclist, only fills the box's sides.
-    uv = proj.uv[inside]
-    w, h = x2 - x1, y2 - y1
-    core = (
-        (uv[:, 0] >= x1 + w / 4)
-        & (uv[:, 0] < x2 - w / 4)
-        & (uv[:, 1] >= y1 + h / 5)
-        & (uv[:, 1] < y2 - h / 20)
-    )
+    # the box core, among clusters mostly on mask-compatible pixels when a mask is given;
+    # nearer first on a tie. A car beside the target, or a truck behind a cyclist, only
+    # fills the box's sides.
+    #
     # A cluster at depth Z makes the box h px tall object h Z / fy metres tall: a cluster
     # at a depth where that height is implausible for the class is background or a
     # neighbour seen through the box.

@@ -222,16 +222,42 @@ def dbscan_labels(points: np.ndarray, eps: float, min_points: int) -> np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def rows_in_box(uv: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
-    """Rows (ascending) of the pixels with x1 <= u < x2 and y1 <= v < y2."""
+def box_points(
+    uv: np.ndarray,
+    index: np.ndarray,
+    depth: np.ndarray,
+    points: np.ndarray,
+    limits: np.ndarray,
+    max_points: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The projected points in a box (x1 <= u < x2, y1 <= v < y2; ``limits[:4]``), every
+    k-th one when there are more than ``max_points`` (k = ceil(n / max_points), in
+    projection order): their projection rows, 3D points (``points[index]``), depths,
+    and whether each lies in the box core (``limits[4:]``: u from, u to, v from, v to)."""
+    x1, y1, x2, y2 = limits[0], limits[1], limits[2], limits[3]
     rows = np.empty(uv.shape[0], np.int64)
-    m = 0
+    n = 0
     for k in range(uv.shape[0]):
         u, v = uv[k, 0], uv[k, 1]
         if u >= x1 and u < x2 and v >= y1 and v < y2:
-            rows[m] = k
-            m += 1
-    return rows[:m]
+            rows[n] = k
+            n += 1
+    step = int(np.ceil(n / max_points)) if n > max_points else 1
+    rows = rows[:n:step].copy()
+    pts = np.empty((rows.size, 3))
+    depths = np.empty(rows.size)
+    core = np.empty(rows.size, np.bool_)
+    for i in range(rows.size):
+        r = rows[i]
+        pts[i, 0], pts[i, 1], pts[i, 2] = (
+            points[index[r], 0],
+            points[index[r], 1],
+            points[index[r], 2],
+        )
+        depths[i] = depth[r]
+        u, v = uv[r, 0], uv[r, 1]
+        core[i] = u >= limits[4] and u < limits[5] and v >= limits[6] and v < limits[7]
+    return rows, pts, depths, core
 
 
 @njit(cache=True, nogil=True)
@@ -300,7 +326,7 @@ def warm_up() -> float:
     inlier_moments(sample, flat, 0.0, 0.15)
     labels = dbscan_labels(sample, 0.6, 3)
     uv = np.zeros((1, 2))
-    rows_in_box(uv, 0.0, 0.0, 1.0, 1.0)
+    box_points(uv, np.zeros(1, np.int64), np.zeros(1), sample, np.zeros(8), 500)
     everyone = np.ones(3, np.bool_)
     cluster_summary(labels, int(labels.max()) + 1, everyone, everyone, flat, flat)
     _lidar_box_evidence(np.zeros((1, 8)), uv, np.zeros(1), 8.0)

@@ -97,9 +97,15 @@ def reference_lidar_evidence(
     return float(compact * enough * (1.0 if stands_out else 0.25))
 
 
-def reference_rows_in_box(uv: np.ndarray, x1: float, y1: float, x2: float, y2: float):
+def reference_box_points(uv, index, depth, points, limits, max_points):
     u, v = uv[:, 0], uv[:, 1]
-    return np.flatnonzero((u >= x1) & (u < x2) & (v >= y1) & (v < y2))
+    box = (u >= limits[0]) & (u < limits[2]) & (v >= limits[1]) & (v < limits[3])
+    inside = np.flatnonzero(box)
+    if inside.size > max_points:
+        inside = inside[:: int(np.ceil(inside.size / max_points))]
+    u, v = uv[inside, 0], uv[inside, 1]
+    core = (u >= limits[4]) & (u < limits[5]) & (v >= limits[6]) & (v < limits[7])
+    return inside, points[index[inside]], depth[inside], core
 
 
 def reference_fit_ground(points_base: np.ndarray) -> GroundModel | None:
@@ -174,7 +180,7 @@ def use_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core_mod, "project_points", reference_project_points)
     monkeypatch.setattr(radar_assoc, "project_points", reference_project_points)
     monkeypatch.setattr(fusion3d, "dbscan", reference_dbscan)
-    monkeypatch.setattr(fusion3d, "rows_in_box", reference_rows_in_box)
+    monkeypatch.setattr(fusion3d, "box_points", reference_box_points)
 
     def assoc(*args: Any) -> Any:  # projects the returns again, as before
         return _ORIGINAL_ASSOCIATE_IN_IMAGE(*args[:7])
