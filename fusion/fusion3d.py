@@ -1,16 +1,16 @@
 """3D objects from kept 2D boxes: lidar clusters, or a camera-only ground-plane estimate.
 
 Per frame the lidar ground is removed once (``ground.fit_ground``: a RANSAC plane) and
-the remaining points in the camera's frustum
-are projected into the image. Per kept box: the projected points inside the box (and on
-compatible mask pixels when a segmentation is given) are clustered by DBSCAN
-(``dbscan``: open3d's labels, compiled, without an open3d cloud per box); the object's cluster is
-the one with the most mask-consistent points, nearer first on a tie. Its bird's-eye
-footprint gives centre, size and yaw (OpenCV's minimum-area rectangle); a footprint
-shorter than the class's typical size is extended away from the sensor (the far side
-of an object is never seen). Without lidar points, the box's bottom centre is cast onto
-the ground plane from the camera and the class's typical size is used; such objects are
-flagged ``camera_only``. Everything is in ``base_link`` (REP 103: x forward, z up).
+the remaining points in the camera's frustum are projected into the image. Per kept box:
+the projected points inside the box (and on compatible mask pixels when a segmentation is
+given) are clustered by DBSCAN (``dbscan``: open3d's labels, compiled, without an open3d
+cloud per box); the object's cluster is the one with the most mask-consistent points,
+nearer first on a tie. Its bird's-eye footprint gives centre, size and yaw (OpenCV's
+minimum-area rectangle); a footprint shorter than the class's typical size is extended
+away from the sensor (the far side of an object is never seen). Without lidar points, the
+box's bottom centre is cast onto the ground plane from the camera and the class's typical
+size is used; such objects are flagged ``camera_only``. Everything is in ``base_link``
+(REP 103: x forward, z up).
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
     included); a point with at least ``min_points`` neighbours is a core point; clusters
     are the core points' connected components, numbered in the order of their first core
     point; a border point joins the lowest numbered cluster among its core neighbours;
-    the rest is noise (-1). Compiled (``kernels.dbscan_labels``): a box's few hundred
-    points cluster in tens of microseconds, without an open3d cloud per box."""
+    the rest is noise (-1). Compiled (``kernels.dbscan_labels``): a dense box's 500
+    points (~10k neighbour pairs) cluster in ~0.2 ms, without an open3d cloud per box."""
     pts = np.array(points, dtype=np.float64)  # C order, writable: the compiled signature
     return dbscan_labels(pts, float(eps), int(min_points))
 

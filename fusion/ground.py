@@ -2,9 +2,8 @@
 
 RANSAC over the lower points near the vehicle, then a least-squares refit, with a seeded
 numpy generator (replay gives identical outputs run after run) and the loops over points
-compiled (``kernels``). One plane per sweep: a
-camera rig's cameras share it (a planar ego motion between their stamps moves points
-along the plane, not off it).
+compiled (``kernels``). One plane per sweep: a camera rig's cameras share it (a planar
+ego motion between their stamps moves points along the plane, not off it).
 """
 
 from __future__ import annotations

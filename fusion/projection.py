@@ -7,9 +7,9 @@ follows image_geometry's convention (``CameraModel.is_rectified``): an image wit
 distortion is rectified and projects through P, its baseline term included (KITTI's P2
 puts a point ~45/depth px right of ``K [I | 0]``); a distorted one is raw. Points
 outside the image are dropped; ``index`` returns the surviving points' rows so callers
-can go back to 3D. One compiled pass per cloud (``projection_kernels.project``): it measures faster
-than cv2.projectPoints on whole clouds (bench/bench_alignment.py) and agrees with it to
-well under 0.01 px.
+can go back to 3D. One compiled pass per cloud (``projection_kernels.project``): it
+measures faster than cv2.projectPoints on whole clouds (bench/bench_alignment.py) and
+agrees with it to well under 0.01 px.
 
 Polynomial distortion folds far off-axis points back into the image; points whose
 undistorted direction lies outside the camera's field of view (found by undistorting
