@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
 
 # Detector class -> compatible segmenter classes, per segmenter label space.
 CLASS_MAPS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -297,40 +296,6 @@ def _compatible(patch: np.ndarray, runs: list[tuple[np.uint8, np.uint8]]) -> np.
     for lo, span in runs[1:]:
         hit |= (patch - lo) <= span
     return hit
-
-
-@njit(cache=True, nogil=True)
-def lidar_evidence(
-    depths_core: np.ndarray, depths_ring: np.ndarray, expected_points: float, min_points: int = 8
-) -> float:
-    """How strongly the lidar says "an object is here": a compact depth cluster inside the
-    box core (within 1 m of the densest depth) that stands in front of its surroundings.
-
-    A wall or hedge behind a false box also gives a compact cluster; what an object has
-    and a background does not is a depth step: the ring just outside the box (left and
-    right) is more than 1 m further away, or empty. Score = share of core points in the
-    cluster x min(1, cluster size / max(min_points, expected/4)), times 0.25 when the
-    cluster does not stand out. 0 with fewer than 3 points. Compiled: it runs per box on
-    every frame.
-    """
-    if depths_core.size < 3:
-        return 0.0
-    d = np.sort(depths_core)
-    # The densest 1 m window [d[i], d[i] + 1]: its end advances with i (two pointers, the
-    # first i on a tie); its median is its middle, the values being sorted.
-    start, best, end = 0, 0, 0
-    for i in range(d.size):
-        while end < d.size and d[end] <= d[i] + 1.0:
-            end += 1
-        if end - i > best:
-            start, best = i, end - i
-    middle = start + best // 2
-    mode = d[middle] if best % 2 else (d[middle - 1] + d[middle]) / 2
-    compact = best / d.size
-    enough = min(1.0, best / max(float(min_points), 0.25 * expected_points))
-    ring = depths_ring[np.isfinite(depths_ring)]
-    stands_out = ring.size < 3 or np.median(ring) > mode + 1.0
-    return compact * enough * (1.0 if stands_out else 0.25)
 
 
 def radar_evidence(radial_velocity_over_ground: np.ndarray, moving_mps: float = 0.5) -> float:

@@ -150,7 +150,7 @@ def object_from_lidar(
     # as tens of thousands.
     limits = np.array([x1, y1, x2, y2, x1 + w / 4, x2 - w / 4, y1 + h / 5, y2 - h / 20], float)
     inside, pts, depths, core = box_points(
-        proj.uv, proj.index, proj.depth, frame.points_base, limits, max_points
+        proj.uv, proj.index, proj.depth, frame.points_base, limits, int(max_points)
     )
     if inside.size < min_points:
         return None

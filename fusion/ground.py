@@ -67,6 +67,8 @@ def fit_ground(
     if len(rows) < 50:
         return None
     low = kernels.gather_below(pts, rows, z_near, percentile(z_near, 60))
+    if len(low) < 3:  # most heights equal (a sensor sending zeros): no plane to sample
+        return None
     rng = np.random.default_rng(seed)
     # Hypotheses are scored on a sample (a plane is decided by thousands of points, not
     # by a hundred thousand); the final refit uses every inlier.
@@ -76,7 +78,9 @@ def fit_ground(
     if not len(normals):
         return None
     best = kernels.best_plane(sample, normals, d, float(threshold))
-    count, total, outer = kernels.inlier_moments(low, normals[best], float(d[best]), threshold)
+    count, total, outer = kernels.inlier_moments(
+        low, normals[best], float(d[best]), float(threshold)
+    )
     if count < 30:
         return None
     centroid = total / count

@@ -3,11 +3,14 @@ the GIL released: the model workers' Python threads run meanwhile); projection's
 ``projection_kernels``.
 
 Each kernel computes what a numpy expression elsewhere in ``fusion`` describes, in one
-pass instead of a chain of temporaries: selections decide exactly as the numpy they
-replace (comparisons in float64, no reassociation, no fused multiply-add), sums may add
-in another order (differences of a few ulps). Compiled on first use and cached on disk
-(``cache=True``: numba's ``__pycache__``, or its user-wide cache where the package
-directory is read-only), so a process pays the compile once per installation.
+pass instead of a chain of temporaries: the same comparisons, in float64, on values that
+may differ from numpy's by an ulp (a dot product summed term by term where numpy's BLAS
+may order it otherwise), so only a point within an ulp of a threshold can fall the other
+way; ``test_fast_path`` holds whole bags to the same outputs. Compiled on first use and
+cached on disk (``cache=True``: numba's ``__pycache__``, or its user-wide cache where the
+package directory is read-only), so a process pays the compile once per installation. A
+kernel calls only kernels of its own file: numba renews a cached kernel when its own file
+changes, not when a callee's does.
 """
 
 from __future__ import annotations
@@ -302,8 +305,7 @@ def warm_up() -> float:
     frame waits for the compiler. Returns the seconds it took."""
     import time
 
-    from .box_evidence import _lidar_box_evidence
-    from .consistency import lidar_evidence
+    from .box_evidence import _lidar_box_evidence, lidar_evidence
     from .projection_kernels import POLYNOMIAL, frustum_rows, gather_above, project
 
     start = time.perf_counter()

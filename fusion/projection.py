@@ -121,7 +121,7 @@ def frustum_candidates(
         else:
             x0, x1, y0, y1 = _normalised_bounds(camera.width, camera.height, camera.K.tobytes())
             bounds[:4] = x0 - slack, x1 + slack, y0 - slack, y1 + slack
-    return kernels.frustum_rows(pts, np.array(A), 0.9 * min_depth, bounds, cone2)
+    return kernels.frustum_rows(pts, np.array(A), 0.9 * float(min_depth), bounds, cone2)
 
 
 def _distorted_fov_limit2(camera: CameraModel) -> float:

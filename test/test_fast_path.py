@@ -234,6 +234,12 @@ def test_fit_ground_skips_points_without_a_height():
     assert abs(got.d - clean.d) < 0.02
 
 
+def test_fit_ground_on_a_sensor_sending_zeros_finds_no_plane():
+    # Most heights equal: nothing below the 60th percentile to sample (the numpy version
+    # raised here).
+    assert fusion3d.fit_ground(np.zeros((100, 3), np.float32)) is None
+
+
 def test_parallel_models_give_the_sequential_outputs(monkeypatch):
     from multimodal_perception.perception.stack import load_models, thread_plan
 
@@ -327,7 +333,7 @@ def test_compiled_projection_matches_numpy(model, D):
 
 
 def test_compiled_lidar_evidence_matches_numpy():
-    from multimodal_perception.fusion.consistency import lidar_evidence
+    from multimodal_perception.fusion.box_evidence import lidar_evidence
 
     rng = np.random.default_rng(9)
     for _ in range(300):
@@ -338,3 +344,9 @@ def test_compiled_lidar_evidence_matches_numpy():
         expected = float(rng.uniform(1, 40))
         got = lidar_evidence(core, ring, expected)
         assert got == reference_lidar_evidence(core, ring, expected)
+    # Depths that are not finite do not count (the numpy version counted NaN as a window).
+    core = np.array([10.0, 10.2, 10.4, np.nan, np.nan, np.inf])
+    assert lidar_evidence(core, np.zeros(0), 8.0) == reference_lidar_evidence(
+        core[:3], np.zeros(0), 8.0
+    )
+    assert lidar_evidence(np.full(4, np.nan), np.zeros(0), 8.0) == 0.0
