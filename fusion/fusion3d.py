@@ -167,12 +167,11 @@ def object_from_lidar(
     # at a depth where that height is implausible for the class is background or a
     # neighbour seen through the box.
     prior_h = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)[2]
-    k = int(labels.max()) + 1
     members, n_ok, n_core, ranges, depth_med = cluster_summary(
-        labels, k, ok, core, np.hypot(pts[:, 0], pts[:, 1]), depths
+        labels, ok, core, np.hypot(pts[:, 0], pts[:, 1]), depths
     )
     candidates = []
-    for label in range(k):
+    for label in range(members.size):
         consistent = n_ok[label] >= 0.5 * members[label]
         implied_h = h * float(depth_med[label]) / frame.fy if frame.fy else prior_h
         plausible = 0.4 * prior_h <= implied_h <= 2.5 * prior_h

@@ -265,11 +265,12 @@ def box_points(
 
 @njit(cache=True, nogil=True)
 def cluster_summary(
-    labels: np.ndarray, k: int, ok: np.ndarray, core: np.ndarray, a: np.ndarray, b: np.ndarray
+    labels: np.ndarray, ok: np.ndarray, core: np.ndarray, a: np.ndarray, b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per cluster 0..k-1 (``labels``; -1 is noise): members, how many are ``ok``, how many
+    """Per cluster 0..max(labels) (-1 is noise): members, how many are ``ok``, how many
     ``core``, and the medians of ``a`` and ``b`` over its members (``np.median``'s value:
     the middle element, or the mean of the two middle ones)."""
+    k = labels.max() + 1 if labels.size else 0
     members = np.zeros(k, np.int64)
     n_ok = np.zeros(k, np.int64)
     n_core = np.zeros(k, np.int64)
@@ -330,7 +331,7 @@ def warm_up() -> float:
     uv = np.zeros((1, 2))
     box_points(uv, np.zeros(1, np.int64), np.zeros(1), sample, np.zeros(8), 500)
     everyone = np.ones(3, np.bool_)
-    cluster_summary(labels, int(labels.max()) + 1, everyone, everyone, flat, flat)
+    cluster_summary(labels, everyone, everyone, flat, flat)
     _lidar_box_evidence(np.zeros((1, 8)), uv, np.zeros(1), 8.0)
     lidar_evidence(flat, flat, 8.0)
     return time.perf_counter() - start

@@ -42,10 +42,8 @@ def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _distortion(camera: CameraModel) -> tuple[int, np.ndarray]:
-    """The camera's distortion as ``projection_kernels.distort_point`` takes it: model and
-    14 terms."""
-    if not camera.is_distorted or camera.D.size == 0:
-        return kernels.NO_DISTORTION, np.zeros(14)
+    """A distorted camera's distortion as ``projection_kernels.distort_point`` takes it:
+    model and 14 terms."""
     d = np.zeros(14)
     d[: min(camera.D.size, 14)] = camera.D[:14]
     if camera.distortion_model == "equidistant":

@@ -127,8 +127,14 @@ def _counts(boxes: list[BoxEvidence], threshold: float, config: FilterConfig) ->
     return tp, fp
 
 
+MIN_TRUE_BOXES = 3  # a class with fewer true boxes is not fitted (see ``fit``)
+
+
 def fit(
-    samples: Samples, config: FilterConfig, max_recall_loss: float = 0.02, min_true: int = 3
+    samples: Samples,
+    config: FilterConfig,
+    max_recall_loss: float = 0.02,
+    min_true: int = MIN_TRUE_BOXES,
 ) -> dict[str, float]:
     """Per class: the threshold removing the most false boxes while losing at most
     ``max_recall_loss`` of the class's labelled objects (the lowest such on a tie). Only
@@ -233,7 +239,10 @@ def command(
     Path(out).write_text(thresholds_yaml(thresholds))
     print(f"thresholds ({fit_on.frames} frames): {thresholds} -> {out}")
     if skipped := uncalibrated(fit_on, thresholds):
-        print(f"not fitted (fewer than 3 true boxes; configured thresholds stay): {skipped}")
+        print(
+            f"not fitted (fewer than {MIN_TRUE_BOXES} true boxes; configured thresholds stay):"
+            f" {skipped}"
+        )
     print("for the segmenter's manifest (thresholds belong to the models fitted with):")
     print(manifest_lines(thresholds, fit_on.detector))
     print(format_report("on the calibration bags:", report(fit_on, thresholds, config)))
