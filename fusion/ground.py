@@ -28,9 +28,10 @@ class GroundModel:
 
 
 def percentile(values: np.ndarray, q: float) -> float:
-    """``np.percentile(values, q)`` (its default 'linear' method, bit for bit) from the
-    two order statistics it interpolates: one partition and a minimum instead of numpy's
-    partition at four places (a third of the time on a sweep's heights)."""
+    """``np.percentile(values, q)`` of the values as float64 (its default 'linear' method,
+    bit for bit; float32 values are partitioned as they are, their order being the same)
+    from the two order statistics it interpolates: one partition and a minimum instead of
+    numpy's partition at four places (a third of the time on a sweep's heights)."""
     n = values.size
     virtual = (n - 1) * (q / 100)
     below = int(np.floor(virtual))
@@ -63,10 +64,10 @@ def fit_ground(
     refit's normal is the smallest eigenvector of the inliers' 3x3 scatter (the SVD's last
     right-singular vector, to rounding)."""
     pts = points_for_kernels(points_base)
-    rows, z_near = kernels.near_heights(pts, float(max_range), 20.0)
-    if len(rows) < 50:
+    z_near = kernels.near_heights(pts, float(max_range), 20.0)
+    if len(z_near) < 50:
         return None
-    low = kernels.gather_below(pts, rows, z_near, percentile(z_near, 60))
+    low = kernels.gather_below(pts, float(max_range), 20.0, percentile(z_near, 60))
     if len(low) < 3:  # most heights equal (a sensor sending zeros): no plane to sample
         return None
     rng = np.random.default_rng(seed)

@@ -21,33 +21,34 @@ from numba import njit
 
 # -- ground plane (ground.fit_ground) -----------------------------------------------------
 @njit(cache=True, nogil=True)
-def near_heights(points: np.ndarray, max_x: float, max_y: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with |x| < max_x and |y| < max_y (compared in float64) and a finite z, and
-    their z as float64."""
-    n = points.shape[0]
-    rows = np.empty(n, np.int64)
-    z = np.empty(n, np.float64)
-    m = 0
-    for r in range(n):
-        near = abs(np.float64(points[r, 0])) < max_x and abs(np.float64(points[r, 1])) < max_y
-        if near and np.isfinite(points[r, 2]):
-            rows[m] = r
-            z[m] = points[r, 2]
-            m += 1
-    return rows[:m], z[:m]
+def _near(x: float, y: float, z: float, max_x: float, max_y: float) -> bool:
+    return abs(np.float64(x)) < max_x and abs(np.float64(y)) < max_y and np.isfinite(z)
 
 
 @njit(cache=True, nogil=True)
-def gather_below(points: np.ndarray, rows: np.ndarray, z: np.ndarray, limit: float) -> np.ndarray:
-    """``points[rows[z < limit]]`` as float64."""
-    out = np.empty((rows.size, 3), np.float64)
+def near_heights(points: np.ndarray, max_x: float, max_y: float) -> np.ndarray:
+    """z of the points with |x| < max_x and |y| < max_y (compared in float64) and a finite
+    z, in the cloud's dtype (a float32 cloud's heights partition in 2/3 of the time)."""
+    n = points.shape[0]
+    z = np.empty(n, points.dtype)
     m = 0
-    for k in range(rows.size):
-        if z[k] < limit:
-            r = rows[k]
-            out[m, 0] = points[r, 0]
-            out[m, 1] = points[r, 1]
-            out[m, 2] = points[r, 2]
+    for r in range(n):
+        if _near(points[r, 0], points[r, 1], points[r, 2], max_x, max_y):
+            z[m] = points[r, 2]
+            m += 1
+    return z[:m]
+
+
+@njit(cache=True, nogil=True)
+def gather_below(points: np.ndarray, max_x: float, max_y: float, limit: float) -> np.ndarray:
+    """The points ``near_heights`` takes whose z is below ``limit``, as float64, in order
+    (tested again rather than gathered by row: writing the rows cost more)."""
+    out = np.empty((points.shape[0], 3), np.float64)
+    m = 0
+    for r in range(points.shape[0]):
+        x, y, z = points[r, 0], points[r, 1], points[r, 2]
+        if _near(x, y, z, max_x, max_y) and z < limit:
+            out[m, 0], out[m, 1], out[m, 2] = x, y, z
             m += 1
     return out[:m]
 
@@ -338,7 +339,7 @@ def warm_up() -> float:
     clouds += [np.zeros((2, 4), c.dtype)[:, :3] for c in clouds]  # x, y, z of x, y, z, i
     for points in clouds:
         near_heights(points, 1.0, 1.0)
-        gather_below(points, rows, flat[:1], 1.0)
+        gather_below(points, 1.0, 1.0, 0.0)
         frustum_rows(points, T[:3].copy(), 0.1, np.zeros(8), -1.0)
         gather_above(points, rows, flat, 0.0, 0.2)
         for rectify in (np.zeros((0, 4)), T[:3].copy()):
