@@ -15,6 +15,7 @@ size is used; such objects are flagged ``camera_only``. Everything is in ``base_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -91,32 +92,34 @@ def prepare_lidar(
 
 
 def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
+    # Scalar math in Python floats: numpy's per-call overhead on 2-vectors cost more than
+    # the minimum-area rectangle itself.
     (cx, cy), (w_rect, h_rect), angle = cv2.minAreaRect(points[:, :2].astype(np.float32))
-    yaw = np.radians(angle)
+    yaw = math.radians(angle)
     length, width = w_rect, h_rect
     if width > length:  # length along the longer side
         length, width = width, length
-        yaw += np.pi / 2
+        yaw += math.pi / 2
     prior_l, prior_w, _ = prior
-    centre = np.array([cx, cy])
     if length < 0.6 * prior_l and length < prior_w + 0.5:
         # Only one end face is seen (a vehicle straight ahead or behind): its long side is
         # the face's width, so the object's length runs perpendicular to it.
-        yaw += np.pi / 2
+        yaw += math.pi / 2
         length, width = width, length
-    axis_l = np.array([np.cos(yaw), np.sin(yaw)])
-    axis_w = np.array([-np.sin(yaw), np.cos(yaw)])
+    cos, sin = math.cos(yaw), math.sin(yaw)
     # Extend short sides to the prior, away from the sensor (the unseen far side) -- along
     # an axis that points roughly along the line of sight. Across the line of sight both
     # ends are seen, and a short side is grown symmetrically (the centre stays).
-    sight = centre / max(float(np.linalg.norm(centre)), 1e-6)
-    for axis, have, want in ((axis_l, length, prior_l), (axis_w, width, prior_w)):
-        along = float(axis @ sight)
+    distance = max(math.sqrt(cx * cx + cy * cy), 1e-6)
+    sight_x, sight_y = cx / distance, cy / distance
+    for (ax, ay), have, want in (((cos, sin), length, prior_l), ((-sin, cos), width, prior_w)):
+        along = ax * sight_x + ay * sight_y
         if have < want and abs(along) > 0.5:
-            centre = centre + axis * np.sign(along) * (want - have) / 2
+            shift = math.copysign(want - have, along) / 2
+            cx, cy = cx + ax * shift, cy + ay * shift
     length, width = max(length, prior_l), max(width, prior_w)
-    yaw = float(np.arctan2(np.sin(yaw), np.cos(yaw)))
-    return centre, np.array([length, width]), yaw
+    yaw = math.atan2(math.sin(yaw), math.cos(yaw))
+    return np.array([cx, cy]), np.array([length, width]), yaw
 
 
 def dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:
@@ -171,13 +174,15 @@ def object_from_lidar(
         labels, ok, core, np.hypot(pts[:, 0], pts[:, 1]), depths
     )
     candidates = []
-    for label in range(members.size):
-        consistent = n_ok[label] >= 0.5 * members[label]
-        implied_h = h * float(depth_med[label]) / frame.fy if frame.fy else prior_h
+    fy = frame.fy  # h stays in the box's precision (float32 boxes: float32 heights)
+    summary = (members, n_ok, n_core, ranges, depth_med)
+    for label, (size, n_ok_, n_core_, range_, depth_) in enumerate(
+        zip(*(column.tolist() for column in summary), strict=True)
+    ):
+        consistent = n_ok_ >= 0.5 * size
+        implied_h = h * depth_ / fy if fy else prior_h
         plausible = 0.4 * prior_h <= implied_h <= 2.5 * prior_h
-        candidates.append(
-            (not consistent, not plausible, -int(n_core[label]), float(ranges[label]), label)
-        )
+        candidates.append((not consistent, not plausible, -n_core_, range_, label))
     best = min(candidates)[4]
     cluster = pts[labels == best]
     prior = CLASS_SIZE_PRIOR.get(cls, DEFAULT_PRIOR)

@@ -193,9 +193,13 @@ class FrameCore:
         mask_ok = {}
         if lidar is not None and seg is not None and kept:
             under = labels_under_points(lidar, seg.labels)
+            by_class: dict[int, np.ndarray | None] = {}  # boxes of a class share their mask
             for i in kept:
-                lut = self.filter.luts[int(det.class_ids[i])]
-                mask_ok[i] = lut[under] > 0 if lut is not None else None
+                cid = int(det.class_ids[i])
+                if cid not in by_class:
+                    lut = self.filter.luts[cid]
+                    by_class[cid] = lut[under] > 0 if lut is not None else None
+                mask_ok[i] = by_class[cid]
         T_base_cam = np.linalg.inv(frame.T_cam_base) if frame.T_cam_base is not None else None
         objects = build_objects(
             det.boxes, classes, kept, lidar, frame.camera, T_base_cam, mask_ok,
