@@ -18,6 +18,7 @@ physical object seen by two cameras is one track); ``step`` then takes the camer
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -132,19 +133,26 @@ class Tracker:
             if m.source == "camera_only"
             else (self.config.position_noise)
         )
-        H = np.zeros((2, 4))
-        H[0, 0] = H[1, 1] = 1.0
-        z, R = m.xy, np.eye(2) * noise**2
-        if np.isfinite(m.radial_velocity) and m.los is not None:
-            H = np.vstack([H, [0.0, 0.0, m.los[0], m.los[1]]])
-            z = np.append(z, m.radial_velocity)
-            R = np.diag([noise**2, noise**2, self.config.radial_velocity_noise**2])
-            track.velocity_observed = True
+        P = track.P
+        if not (np.isfinite(m.radial_velocity) and m.los is not None):
+            # Position only, H = [I 0]: the products with H written as the slices they
+            # are (the same values: H's zeros add nothing), without building H.
+            S = P[:2, :2] + np.eye(2) * noise**2
+            K = np.ascontiguousarray(P[:, :2]) @ np.linalg.inv(S)
+            track.x = track.x + K @ (m.xy - track.x[:2])
+            I_KH = np.eye(4)
+            I_KH[:, :2] -= K
+            track.P = I_KH @ P
+            return
+        H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, m.los[0], m.los[1]]])
+        z = np.append(m.xy, m.radial_velocity)
+        R = np.diag([noise**2, noise**2, self.config.radial_velocity_noise**2])
+        track.velocity_observed = True
         y = z - H @ track.x
-        S = H @ track.P @ H.T + R
-        K = track.P @ H.T @ np.linalg.inv(S)
+        S = H @ P @ H.T + R
+        K = P @ H.T @ np.linalg.inv(S)
         track.x = track.x + K @ y
-        track.P = (np.eye(4) - K @ H) @ track.P
+        track.P = (np.eye(4) - K @ H) @ P
 
     def _new_track(self, m: Measurement, stamp: int) -> Track:
         noise = (
@@ -177,21 +185,25 @@ class Tracker:
         (within ``merge_speed_mps``) follow the same object (one was born from a detection
         the association missed): the older one stays."""
         keep: list[Track] = []
+        kept_states: list[tuple[str, list[float]]] = []  # group and x as floats, per kept
+        near, alike = self.config.merge_distance_m, self.config.merge_speed_mps
         for t in sorted(tracks, key=lambda t: (t.born_stamp, t.track_id)):
             group = CLASS_GROUPS.get(t.cls, t.cls)
+            x, y, vx, vy = t.x.tolist()
             twin = next(
                 (
                     k
-                    for k in keep
-                    if CLASS_GROUPS.get(k.cls, k.cls) == group
-                    and np.hypot(*(k.position - t.position)) < self.config.merge_distance_m
+                    for k, (k_group, (kx, ky, kvx, kvy)) in zip(keep, kept_states, strict=True)
+                    if k_group == group
+                    and math.hypot(kx - x, ky - y) < near
                     # objects crossing each other come close but move apart
-                    and np.hypot(*(k.velocity - t.velocity)) < self.config.merge_speed_mps
+                    and math.hypot(kvx - vx, kvy - vy) < alike
                 ),
                 None,
             )
             if twin is None:
                 keep.append(t)
+                kept_states.append((group, [x, y, vx, vy]))
                 continue
             twin.hits += t.hits if t.last_stamp == self._stamp else 0
             if t.last_stamp > twin.last_stamp:
