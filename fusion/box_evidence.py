@@ -33,12 +33,8 @@ def lidar_box_evidence(
     out = np.zeros(len(limits))
     core_start = ring_start = 0
     for i in range(len(limits)):
-        # numpy's sort: numba's quicksort took 5x as long on a box's depths (runs of
-        # nearly sorted values from the scan), and the sort was most of the evidence's cost.
-        depths = np.sort(core[core_start : core_end[i]])
-        out[i] = evidence_of_sorted(
-            depths, ring[ring_start : ring_end[i]], float(expected_points), 8
-        )
+        depths_core, depths_ring = core[core_start : core_end[i]], ring[ring_start : ring_end[i]]
+        out[i] = lidar_evidence(depths_core, depths_ring, expected_points)
         core_start, ring_start = core_end[i], ring_end[i]
     return out
 
@@ -47,7 +43,7 @@ def lidar_box_evidence(
 def box_depths(
     limits: np.ndarray, uv: np.ndarray, depth: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The finite depths of the projected points in each box's core and in its ring
+    """The depths of the projected points in each box's core and in its ring
     (``limits`` per box: rows top, bottom; core left, right; ring left, x1, x2, ring right),
     box after box in one array each, with each box's end offset."""
     n_boxes = limits.shape[0]
@@ -66,7 +62,7 @@ def box_depths(
         left, x1, x2, right = limits[i, 4], limits[i, 5], limits[i, 6], limits[i, 7]
         for k in range(depth.size):
             u, v = uv[k, 0], uv[k, 1]
-            if not (v >= top and v < bottom) or not np.isfinite(depth[k]):
+            if not (v >= top and v < bottom):
                 continue
             if u >= core_l and u < core_r:
                 core[n_core] = depth[k]
@@ -78,7 +74,6 @@ def box_depths(
     return core[:n_core], core_end, ring[:n_ring], ring_end
 
 
-@njit(cache=True, nogil=True)
 def lidar_evidence(
     depths_core: np.ndarray, depths_ring: np.ndarray, expected_points: float, min_points: int = 8
 ) -> float:
@@ -89,13 +84,14 @@ def lidar_evidence(
     and a background does not is a depth step: the ring just outside the box (left and
     right) is more than 1 m further away, or empty. Score = share of core points in the
     cluster x min(1, cluster size / max(min_points, expected/4)), times 0.25 when the
-    cluster does not stand out. 0 with fewer than 3 finite core depths. Compiled (here,
-    beside its callers: numba's cache of a kernel is renewed only when the kernel's own
-    file changes).
+    cluster does not stand out. 0 with fewer than 3 finite core depths. The window search
+    is compiled (``evidence_of_sorted``); the sort is numpy's: numba's quicksort took 5x
+    as long on a box's depths (runs of nearly sorted values from the scan), and the sort
+    was most of the evidence's cost.
     """
     d = np.sort(depths_core[np.isfinite(depths_core)])
     ring = depths_ring[np.isfinite(depths_ring)]
-    return evidence_of_sorted(d, ring, expected_points, min_points)
+    return evidence_of_sorted(d, ring, float(expected_points), int(min_points))
 
 
 @njit(cache=True, nogil=True)

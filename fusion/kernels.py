@@ -327,7 +327,7 @@ def warm_up() -> float:
     frame waits for the compiler. Returns the seconds it took."""
     import time
 
-    from .box_evidence import box_depths, evidence_of_sorted, lidar_evidence
+    from .box_evidence import box_depths, evidence_of_sorted
     from .projection_kernels import POLYNOMIAL, frustum_rows, gather_above, project
 
     start = time.perf_counter()
@@ -355,5 +355,4 @@ def warm_up() -> float:
     cluster_summary(labels, everyone, everyone, flat, flat)
     box_depths(np.zeros((1, 8)), uv, np.zeros(1))
     evidence_of_sorted(flat, flat, 8.0, 8)
-    lidar_evidence(flat, flat, 8.0)
     return time.perf_counter() - start

@@ -37,6 +37,9 @@ CLASS_GROUPS = {
     "motorcycle": "vru",
     "cyclist": "vru",
 }
+# The position rows of the measurement matrix (state: x, y, vx, vy), made once.
+POSITION_H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+POSITION_H.setflags(write=False)
 
 
 @dataclass(frozen=True)
@@ -133,21 +136,13 @@ class Tracker:
             if m.source == "camera_only"
             else (self.config.position_noise)
         )
+        H, z, R = POSITION_H, m.xy, np.eye(2) * noise**2
+        if np.isfinite(m.radial_velocity) and m.los is not None:
+            H = np.vstack([H, [0.0, 0.0, m.los[0], m.los[1]]])
+            z = np.append(z, m.radial_velocity)
+            R = np.diag([noise**2, noise**2, self.config.radial_velocity_noise**2])
+            track.velocity_observed = True
         P = track.P
-        if not (np.isfinite(m.radial_velocity) and m.los is not None):
-            # Position only, H = [I 0]: the products with H written as the slices they
-            # are (the same values: H's zeros add nothing), without building H.
-            S = P[:2, :2] + np.eye(2) * noise**2
-            K = np.ascontiguousarray(P[:, :2]) @ np.linalg.inv(S)
-            track.x = track.x + K @ (m.xy - track.x[:2])
-            I_KH = np.eye(4)
-            I_KH[:, :2] -= K
-            track.P = I_KH @ P
-            return
-        H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, m.los[0], m.los[1]]])
-        z = np.append(m.xy, m.radial_velocity)
-        R = np.diag([noise**2, noise**2, self.config.radial_velocity_noise**2])
-        track.velocity_observed = True
         y = z - H @ track.x
         S = H @ P @ H.T + R
         K = P @ H.T @ np.linalg.inv(S)
