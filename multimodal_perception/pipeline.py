@@ -87,6 +87,7 @@ class Pipeline:
         self._tf_owned = transforms is None
         self.camera_models: dict[str, CameraModel] = {}  # rig camera name ('' alone) ->
         self.models = models if models is not None else load_models(params)  # batch: preloaded
+        self._models_owned = models is None  # a batch worker's stack outlives its pipelines
         compile_s = kernels.warm_up()  # before the first frame, not during it
         if compile_s > 2.0:
             log.info("fusion kernels compiled in %.1f s (once per installation)", compile_s)
@@ -358,9 +359,13 @@ class Pipeline:
         return [self._result_output(r) for r in self.qa.poll()] + found
 
     def close(self) -> list[Output]:
-        """Wait for the multimodal workers and stop them; returns their last results."""
-        found = findings_outputs(self.findings.close(), self.factory)
-        return [self._result_output(r) for r in self.qa.close()] + found
+        """Stop the multimodal workers (returns their last results), and the model stack's
+        workers when this pipeline loaded the stack."""
+        results = [self._result_output(r) for r in self.qa.close()]
+        results += findings_outputs(self.findings.close(), self.factory)
+        if self._models_owned:
+            self.models.close()
+        return results
 
     def _result_output(self, result: MultimodalResult) -> Output:
         text = json.dumps(result.to_json(), sort_keys=True)
@@ -384,14 +389,10 @@ class Pipeline:
         self, stamp_ns: int, extra: list[out.StatusReport] | None = None
     ) -> Output:
         with self.lock:
-            statuses = diagnostics_statuses(
-                self.accounting(),
-                self.timings,
-                self.frames,
-                self.qa.worker,
-                self.degraded_counts,
-                self.degraded_detail,
-            ) + list(extra or ())
+            counts = (self.timings, self.frames, self.qa.worker)
+            degraded = (self.degraded_counts, self.degraded_detail)
+            statuses = diagnostics_statuses(self.accounting(), *counts, *degraded)
+            statuses += list(extra or ())
         if self.inspection is not None:
             statuses.append(self.inspection.status())
         statuses += self.findings.diagnostics()

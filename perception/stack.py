@@ -64,6 +64,16 @@ class ModelStack:
         else:
             self.segmenter.fit(width, height)
 
+    def close(self) -> None:
+        """Stop the worker threads, after the work they were given (a node being destroyed,
+        a replay ending: a process that makes pipelines one after another, like a component
+        container or a test run, would otherwise keep two threads per stack it made). The
+        stack stays usable: a later parallel call starts its worker again."""
+        for pool in (self._pool, self._detector_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._detector_pool = None
+
     def _worker(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-segmenter")

@@ -4,6 +4,9 @@ gives the outputs of the plain pipeline, frame for frame, through a time jump to
 from __future__ import annotations
 
 import json
+import threading
+
+import numpy as np
 
 from conftest import REPO
 from multimodal_perception.config import load_parameters
@@ -67,3 +70,30 @@ def test_lookahead_gives_the_plain_pipelines_outputs_through_a_time_jump():
     # Every frame's models ran on the worker, ahead of its core.
     assert not ahead_pipeline.core._prefetched
     assert ahead_pipeline.timings["detector"] and max(ahead_pipeline.timings["segmenter"]) >= 0
+
+
+def _model_threads() -> set[threading.Thread]:
+    names = ("mmp-segmenter", "mmp-detector")
+    return {t for t in threading.enumerate() if t.name.startswith(names)}
+
+
+def test_closing_a_pipeline_stops_the_model_workers_it_started():
+    before = _model_threads()
+    pipeline = _pipeline(threads=2)
+    ahead = Lookahead(pipeline)
+    for rec in list(iter_bag(SHIPPED))[:60]:
+        ahead.process(rec.topic, rec.msg)
+    ahead.finish()
+    started = _model_threads() - before
+    assert {t.name.split("_")[0] for t in started} == {"mmp-segmenter", "mmp-detector"}
+    # A second pipeline on the same stack (a batch worker's) leaves the stack running.
+    borrower = Pipeline(pipeline.params, pipeline.factory, models=pipeline.models)
+    borrower.close()
+    assert all(t.is_alive() for t in started)
+    pipeline.close()
+    assert not any(t.is_alive() for t in started)
+    # Closed is not broken: the stack starts its worker again when asked.
+    detected = pipeline.models.start_detector(np.zeros((64, 96, 3), np.uint8))
+    assert detected is not None
+    detected.result(timeout=30)  # raises if the restarted worker failed
+    pipeline.models.close()
