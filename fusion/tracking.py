@@ -179,8 +179,8 @@ class Tracker:
         """Two tracks of one class group closer than ``merge_distance_m`` and moving alike
         (within ``merge_speed_mps``) follow the same object (one was born from a detection
         the association missed): the older one stays."""
-        keep: list[Track] = []
-        kept_states: list[tuple[str, list[float]]] = []  # group and x as floats, per kept
+        # Each kept track with its group and state as floats (compared with every later one).
+        kept: list[tuple[Track, str, float, float, float, float]] = []
         near, alike = self.config.merge_distance_m, self.config.merge_speed_mps
         for t in sorted(tracks, key=lambda t: (t.born_stamp, t.track_id)):
             group = CLASS_GROUPS.get(t.cls, t.cls)
@@ -188,7 +188,7 @@ class Tracker:
             twin = next(
                 (
                     k
-                    for k, (k_group, (kx, ky, kvx, kvy)) in zip(keep, kept_states, strict=True)
+                    for k, k_group, kx, ky, kvx, kvy in kept
                     if k_group == group
                     and math.hypot(kx - x, ky - y) < near
                     # objects crossing each other come close but move apart
@@ -197,8 +197,7 @@ class Tracker:
                 None,
             )
             if twin is None:
-                keep.append(t)
-                kept_states.append((group, [x, y, vx, vy]))
+                kept.append((t, group, x, y, vx, vy))
                 continue
             twin.hits += t.hits if t.last_stamp == self._stamp else 0
             if t.last_stamp > twin.last_stamp:
@@ -206,7 +205,7 @@ class Tracker:
             for j, tr in owner.items():
                 if tr is t:
                     owner[j] = twin
-        return keep
+        return [k[0] for k in kept]
 
     def step(
         self,

@@ -389,10 +389,10 @@ class Pipeline:
         self, stamp_ns: int, extra: list[out.StatusReport] | None = None
     ) -> Output:
         with self.lock:
-            counts = (self.timings, self.frames, self.qa.worker)
-            degraded = (self.degraded_counts, self.degraded_detail)
-            statuses = diagnostics_statuses(self.accounting(), *counts, *degraded)
-            statuses += list(extra or ())
+            statuses = diagnostics_statuses(
+                self.accounting(), self.timings, self.frames, self.qa.worker,
+                self.degraded_counts, self.degraded_detail,
+            ) + list(extra or ())  # fmt: skip
         if self.inspection is not None:
             statuses.append(self.inspection.status())
         statuses += self.findings.diagnostics()
