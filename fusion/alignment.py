@@ -156,7 +156,10 @@ def align(
                 degraded.append("radar_velocity_relative_to_ego")
         radar = RadarReturns(xyz_base, velocity, sensor_xy)
     if config.anchor == "camera":
-        partners = {n: PartnerInfo(p.stamp_ns, p.skew_ns) for n, p in group.partners.items()}
+        partners = {
+            n: PartnerInfo(p.stamp_ns, p.skew_ns, p.extrapolated_ns)
+            for n, p in group.partners.items()
+        }
     else:  # skews relative to the camera, the frame's time
         partners = {n: PartnerInfo(s, s - stamp) for n, (s, _) in samples.items() if n != "camera"}
     return SyncedFrame(

@@ -48,6 +48,10 @@ class Object3D:
     yaw: float  # about base_link z
     source: str  # "lidar" or "camera_only"
     points: int  # lidar points in the chosen cluster
+    # Sync policy latest: how much older than the frame the lidar sweep is, and whether
+    # the centre was carried to the frame's stamp by its track's velocity.
+    lidar_age_ms: float = 0.0
+    carried_by_track: bool = False
 
     @property
     def range_m(self) -> float:

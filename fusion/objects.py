@@ -231,7 +231,9 @@ def measurements(
     T_track_base: np.ndarray,
 ) -> list[Measurement]:
     """Tracker measurements in the tracking frame (``T_track_base``: base_link in it),
-    with the radar's radial velocity along the line of sight where one was associated."""
+    with the radar's radial velocity along the line of sight where one was associated.
+    An object placed by an older sweep and not carried to the stamp (``fusion.carry``) was
+    seen ``lidar_age_ms`` before the frame: its measurement says so."""
     out = []
     for i in ids:
         obj = objects[i]
@@ -243,5 +245,6 @@ def measurements(
             u = obj.center[:2] / max(np.linalg.norm(obj.center[:2]), 1e-6)
             los = T_track_base[:2, :2] @ u
             vr = ev.radial_velocity
-        out.append(Measurement(xy, classes[i], float(scores[i]), obj.source, vr, los, i))
+        age = 0.0 if obj.carried_by_track else obj.lidar_age_ms / 1e3
+        out.append(Measurement(xy, classes[i], float(scores[i]), obj.source, vr, los, i, age))
     return out

@@ -9,6 +9,10 @@ only be farther), or when the header clock (the newest stamp seen) reaches ``anc
 whatever has not arrived by then is reported missing. Time is header time only, so a
 replay is deterministic.
 
+A ``latest`` partner (``SensorWindow.policy``) is chosen as the anchor arrives: the newest
+message received whose stamp is at or before the anchor's and at most ``latest_max_age_ns``
+older (never one stamped after it); arrival order decides, so replay pushes in log time.
+
 Every input message ends in exactly one :class:`Outcome`, counted per sensor: used in a
 frame, superseded (a nearer or same-stamp message won), too old (its frames were already
 emitted), no anchor within reach, buffer overflow, or time jump (discarded when time
@@ -34,12 +38,23 @@ class Outcome(str, Enum):
     TIME_JUMP = "time_jump"
 
 
+POLICIES = ("wait", "latest")
+
+
 @dataclass(frozen=True)
 class SensorWindow:
-    """Where a partner's stamp is expected relative to the anchor's, and how far off it may be."""
+    """Where a partner's stamp is expected relative to the anchor's, and how far off it may
+    be (``wait``); or, with ``policy="latest"``, how old the newest message received may be
+    at the anchor's stamp (offset and skew are then not used)."""
 
     offset_ns: int = 0
     max_skew_ns: int = 50_000_000
+    policy: str = "wait"
+    latest_max_age_ns: int = 150_000_000
+
+    @property
+    def latest(self) -> bool:
+        return self.policy == "latest"
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,10 @@ class SyncConfig:
         for name, w in self.windows.items():
             if w.max_skew_ns < 0:
                 raise ValueError(f"sync.{name}.max_skew must be >= 0, got {w.max_skew_ns} ns")
+            if w.policy not in POLICIES:
+                raise ValueError(f"sync.{name}.policy must be one of {POLICIES}, got {w.policy!r}")
+            if w.latest_max_age_ns < 0:
+                raise ValueError(f"sync.{name}.max_age must be >= 0, got {w.latest_max_age_ns} ns")
         for key in ("timeout_ns", "max_age_ns", "time_jump_ns", "reorder_tolerance_ns"):
             if getattr(self, key) < 0:
                 raise ValueError(f"sync.{key} must be >= 0, got {getattr(self, key)}")
@@ -81,6 +100,8 @@ class _Entry:
     key: str  # whose message (the input topic): outcomes are counted per key too
     used: bool = False
     in_reach: bool = False
+    # An anchor's partners under the ``latest`` policy, chosen when it arrived.
+    chosen: dict[str, _Entry | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -88,6 +109,8 @@ class Partner:
     stamp_ns: int
     msg: Any
     skew_ns: int  # partner stamp - (anchor stamp + offset)
+    # ``latest`` policy: anchor stamp - partner stamp (>= 0), how far it is carried; else None
+    extrapolated_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,8 @@ class SyncGroup:
 class Synchronizer:
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
+        self._latest = [s for s, w in config.windows.items() if w.latest]
+        self._all_latest = bool(config.windows) and len(self._latest) == len(config.windows)
         self.counts: dict[str, Counter[Outcome]] = {s: Counter() for s in config.sensors}
         # The same outcomes per key (input topic): a sensor fed by two topics (raw and
         # compressed images) is accounted per topic.
@@ -185,6 +210,7 @@ class Synchronizer:
             return
         stamps = [e.stamp for e in self._pending]
         i = bisect.bisect_left(stamps, entry.stamp)
+        entry.chosen = {s: self._newest(s, entry.stamp) for s in self._latest}
         if i < len(stamps) and stamps[i] == entry.stamp:
             self._count(anchor, self._pending[i], Outcome.SUPERSEDED)  # the newer one wins
             self._pending[i] = entry
@@ -193,6 +219,18 @@ class Synchronizer:
         # it has (an anchor is never dropped for overflow, nothing waits forever).
         self._pending.insert(i, entry)
 
+    def _newest(self, sensor: str, anchor_stamp: int) -> _Entry | None:
+        """``latest`` policy: the newest-stamped message received so far that is at or
+        before ``anchor_stamp`` and at most the sensor's max age older; those within the
+        age that lose to it are marked in reach (they end as superseded)."""
+        oldest = anchor_stamp - self.config.windows[sensor].latest_max_age_ns
+        best = None
+        for cand in self._buffers[sensor]:  # ascending stamps
+            if oldest <= cand.stamp <= anchor_stamp:
+                cand.in_reach = True
+                best = cand
+        return best
+
     def _add_partner(self, sensor: str, entry: _Entry) -> None:
         window = self.config.windows[sensor]
         if entry.stamp in self._settled[sensor]:
@@ -200,7 +238,7 @@ class Synchronizer:
             # reach): the first copy counted, this one is superseded.
             self._count(sensor, entry, Outcome.SUPERSEDED)
             return
-        if self._unreachable(entry.stamp, window):
+        if self._unreachable(entry.stamp, sensor):
             # Every anchor that could reach it has been emitted already.
             self._count(sensor, entry, Outcome.TOO_OLD)
             return
@@ -212,11 +250,13 @@ class Synchronizer:
             # decided (and used) as soon as it is in.
             self._count(sensor, entry, Outcome.SUPERSEDED)
             return
-        # In the window of a frame already emitted (decided before this one came): it was
-        # within reach, and lost to the partner chosen then.
-        lo = entry.stamp - window.offset_ns - window.max_skew_ns
-        j = bisect.bisect_left(self._emitted, lo)
-        entry.in_reach = j < len(self._emitted) and self._emitted[j] <= lo + 2 * window.max_skew_ns
+        if not window.latest:
+            # In the window of a frame already emitted (decided before this one came): it
+            # was within reach, and lost to the partner chosen then.
+            lo = entry.stamp - window.offset_ns - window.max_skew_ns
+            j = bisect.bisect_left(self._emitted, lo)
+            reach = 2 * window.max_skew_ns
+            entry.in_reach = j < len(self._emitted) and self._emitted[j] <= lo + reach
         buf.insert(i, entry)
         while len(buf) > self.config.max_buffer:
             dropped = buf.pop(0)
@@ -230,6 +270,8 @@ class Synchronizer:
         farther from the target. The second rule saves waiting for the next message when
         a sensor stamps after the camera (typically a lidar sweep's end stamp)."""
         window = self.config.windows[sensor]
+        if window.latest:
+            return True  # chosen when the anchor arrived
         target = anchor_stamp + window.offset_ns
         end = target + window.max_skew_ns
         buf = self._buffers[sensor]
@@ -247,8 +289,10 @@ class Synchronizer:
             return True
         # Also wait until no earlier (or same-stamp) anchor can still arrive within the
         # reorder tolerance: a window that ends before the anchor (offset + max_skew < 0)
-        # passes before the anchor's own stream has.
-        if self.clock <= entry.stamp + self.config.reorder_tolerance_ns:
+        # passes before the anchor's own stream has. With every partner ``latest`` there
+        # is nothing to wait for: the anchor goes out as it arrives (tolerance 0).
+        due = entry.stamp + self.config.reorder_tolerance_ns
+        if self.clock < due or (self.clock == due and not self._all_latest):
             return False
         return all(self._window_passed(s, entry.stamp) for s in self.config.windows)
 
@@ -265,6 +309,16 @@ class Synchronizer:
         missing = []
         for sensor, window in self.config.windows.items():
             target = entry.stamp + window.offset_ns
+            if window.latest:
+                chosen = entry.chosen.get(sensor)
+                if chosen is None:
+                    missing.append(sensor)
+                else:
+                    chosen.used = True
+                    partners[sensor] = Partner(
+                        chosen.stamp, chosen.msg, chosen.stamp - target, entry.stamp - chosen.stamp
+                    )
+                continue
             best: _Entry | None = None
             for cand in self._buffers[sensor]:
                 skew = cand.stamp - target
@@ -297,24 +351,37 @@ class Synchronizer:
     def _evict(self) -> None:
         """Settle partner messages no future anchor can reach, or that aged out."""
         assert self.clock is not None
+        held = {id(e) for a in self._pending for e in a.chosen.values() if e is not None}
         for sensor, buf in self._buffers.items():
-            window = self.config.windows[sensor]
+            latest = self.config.windows[sensor].latest
             keep = []
-            for entry in buf:
+            for k, entry in enumerate(buf):
                 aged = entry.stamp < self.clock - self.config.max_age_ns
-                if aged or self._unreachable(entry.stamp, window):
+                # latest: a newer message at or before the last emitted anchor wins for
+                # every later anchor (all later than that one)
+                beaten = (
+                    latest
+                    and self._last_emitted is not None
+                    and k + 1 < len(buf)
+                    and buf[k + 1].stamp <= self._last_emitted
+                )
+                if id(entry) not in held and (
+                    aged or beaten or self._unreachable(entry.stamp, sensor)
+                ):
                     self._settle(sensor, entry)
                 else:
                     keep.append(entry)
             buf[:] = keep
 
-    def _unreachable(self, stamp: int, window: SensorWindow) -> bool:
-        """True when no anchor after the last emitted one can have ``stamp`` in its window
-        (pending and future anchors are all later than the last emitted)."""
-        return (
-            self._last_emitted is not None
-            and stamp < self._last_emitted + window.offset_ns - window.max_skew_ns
-        )
+    def _unreachable(self, stamp: int, sensor: str) -> bool:
+        """True when no anchor after the last emitted one can take ``stamp`` (pending and
+        future anchors are all later than the last emitted)."""
+        if self._last_emitted is None:
+            return False
+        window = self.config.windows[sensor]
+        if window.latest:
+            return stamp < self._last_emitted - window.latest_max_age_ns
+        return stamp < self._last_emitted + window.offset_ns - window.max_skew_ns
 
     # -- reporting ---------------------------------------------------------------------
     def accounted(self) -> dict[str, int]:

@@ -66,6 +66,9 @@ class Measurement:
     radial_velocity: float = float("nan")  # over ground, m/s
     los: np.ndarray | None = None  # (2,) unit line of sight in the tracking frame
     payload: object = None  # what the caller wants back with the track
+    # How long before the step's stamp the position was seen (a lidar sweep older than the
+    # camera frame, sync policy latest): the update compares it with the track back then.
+    age_s: float = 0.0
 
 
 @dataclass
@@ -137,6 +140,9 @@ class Tracker:
             else (self.config.position_noise)
         )
         H, z, R = POSITION_H, m.xy, np.eye(2) * noise**2
+        if m.age_s > 0.0:  # seen age_s ago: position(t - age) = position - velocity * age
+            H = POSITION_H.copy()
+            H[0, 2] = H[1, 3] = -m.age_s
         if np.isfinite(m.radial_velocity) and m.los is not None:
             H = np.vstack([H, [0.0, 0.0, m.los[0], m.los[1]]])
             z = np.append(z, m.radial_velocity)
@@ -243,9 +249,11 @@ class Tracker:
             # measurement b's offset from track a.
             S = np.stack([self.tracks[i].P[:2, :2] for i in ti])
             S_inv = np.linalg.inv(S + np.eye(2) * self.config.position_noise**2)
+            age = np.array([measurements[j].age_s for j in mi])
             d = (
                 np.array([measurements[j].xy for j in mi])[None]
                 - np.array([self.tracks[i].position for i in ti])[:, None]
+                + np.array([self.tracks[i].x[2:] for i in ti])[:, None] * age[None, :, None]
             )
             maha = np.einsum("abi,aij,abj->ab", d, S_inv, d)
             euclid = np.hypot(d[..., 0], d[..., 1])

@@ -101,6 +101,26 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         0.0,
         5000.0,
     ),
+    *(
+        spec
+        for sensor, age in (("lidar", 150.0), ("radar", 120.0))
+        for spec in (
+            ParamSpec(
+                f"sync.{sensor}.policy",
+                "wait",
+                f"wait: the {sensor} message nearest the camera stamp, waited for; latest: the "
+                f"newest {sensor} message already received (no wait), moved to the camera stamp",
+                choices=("wait", "latest"),
+            ),
+            ParamSpec(
+                f"sync.{sensor}.max_age_ms",
+                age,
+                f"latest policy: the oldest {sensor} message used, camera stamp minus its stamp",
+                0.0,
+                2000.0,
+            ),
+        )
+    ),
     ParamSpec("topics.camera", "/camera/image_raw", "sensor_msgs/Image input"),
     ParamSpec(
         "topics.camera_compressed",

@@ -30,6 +30,7 @@ from .config import Parameters, threshold_key
 from .describe import describe_scene
 from .frame import FrameResult, SyncedFrame
 from .fusion.box_evidence import lidar_box_evidence, radar_box_evidence
+from .fusion.carry import MovingRegion, carry_points, mark_carried, moving_regions
 from .fusion.consistency import CLASS_MAPS, ConsistencyFilter, Decision, FilterConfig
 from .fusion.fusion3d import LidarFrame, prepare_lidar
 from .fusion.ground import GroundModel
@@ -176,7 +177,8 @@ class FrameCore:
             raw = self.models.detector(frame.image)
         det, others = select_classes(raw, self.wanted, self.min_score)
         laps.lap("detector")
-        lidar, radar_proj = self._project(frame)
+        regions, age_s = self._moving_regions(frame)
+        lidar, radar_proj = self._project(frame, regions)
         laps.lap("project")
         if pending is not None:
             seg = pending.result()
@@ -216,6 +218,8 @@ class FrameCore:
                 objects[bike] = rider_object(rider, objects[bike]) if bike in objects else rider
             object_classes[bike] = "cyclist"
         classes = [object_classes.get(i, c) for i, c in enumerate(classes)]
+        if age_s > 0.0:  # an older sweep (sync policy latest): say so per object
+            objects = mark_carried(objects, regions, age_s)
         radar = {}
         if frame.radar is not None:
             radar = associate_radar(
@@ -261,7 +265,27 @@ class FrameCore:
             radar_uv=radar_proj.uv if radar_proj is not None else None,
         )
 
-    def _project(self, frame: SyncedFrame) -> tuple[LidarFrame | None, Projection | None]:
+    def _moving_regions(self, frame: SyncedFrame) -> tuple[list[MovingRegion], float]:
+        """Under the latest policy, the moving tracks whose points in the older sweep are
+        carried to the camera stamp (``fusion.carry``), and the sweep's age in seconds."""
+        part = frame.partners.get("lidar")
+        if frame.lidar is None or part is None or not part.extrapolated_ns:
+            return [], 0.0
+        age_s = part.extrapolated_ns / 1e9
+        tracking = self.tracking
+        if tracking.frame == self.params["frames.base"]:
+            T_track_base = np.eye(4)
+        elif frame.T_fixed_base is not None:
+            T_track_base = frame.T_fixed_base
+        else:
+            return [], age_s
+        tracker = tracking.tracker
+        regions = moving_regions(tracker.tracks, tracker.stamp, part.stamp_ns, age_s, T_track_base)
+        return regions, age_s
+
+    def _project(
+        self, frame: SyncedFrame, moving: list[MovingRegion]
+    ) -> tuple[LidarFrame | None, Projection | None]:
         if frame.camera is None or frame.T_cam_base is None:
             return None, None
         lidar = None
@@ -274,6 +298,11 @@ class FrameCore:
                 frame.lidar.xyz, frame.lidar.T_base_lidar, frame.T_cam_base, frame.camera,
                 ground=grounds[sweep] if known else True,
             )  # fmt: skip
+            if moving:
+                carried = carry_points(lidar.points_base, moving)
+                if carried is not lidar.points_base:
+                    projection = project_points(carried, frame.T_cam_base, frame.camera)
+                    lidar = LidarFrame(carried, projection, lidar.ground, lidar.fy)
             if grounds is not None and not known and sweep is not None:
                 grounds[sweep] = lidar.ground
                 while len(grounds) > GROUND_CACHE_SWEEPS:

@@ -50,6 +50,15 @@ SCENE_SCHEMA: dict[str, Any] = {
                 },
             },
         },
+        # sync policy latest: how far each partner's data was carried to stamp_ns
+        "partners": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["extrapolated_ms"],
+                "properties": {"extrapolated_ms": {"type": "number", "minimum": 0}},
+            },
+        },
         "degraded": {"type": "array", "items": {"type": "string"}},
         "objects": {
             "type": "array",
@@ -124,6 +133,10 @@ SCENE_SCHEMA: dict[str, Any] = {
                     "range_rate_mps": _NULLABLE_NUMBER,
                     "sensors": {"type": "array", "items": {"enum": ["camera", "lidar", "radar"]}},
                     "source": {"enum": ["lidar", "camera_only", "image_only"]},
+                    # placed by a lidar sweep this much older than stamp_ns (policy latest);
+                    # center_carried: moved to stamp_ns by its track's velocity
+                    "lidar_age_ms": {"type": "number", "minimum": 0},
+                    "center_carried": {"type": "boolean"},
                 },
             },
         },

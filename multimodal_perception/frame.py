@@ -33,6 +33,9 @@ class PartnerInfo:
 
     stamp_ns: int
     skew_ns: int  # partner stamp - (camera stamp + configured offset)
+    # sync policy ``latest``: camera stamp - partner stamp, how far its data was carried
+    # to the frame's time (points by ego motion, objects by their tracks); None: ``wait``
+    extrapolated_ns: int | None = None
 
 
 @dataclass(frozen=True)

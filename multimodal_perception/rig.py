@@ -110,8 +110,13 @@ def sync_config(params: Parameters) -> SyncConfig:
         skew = -1.0 if sensor == "camera" else params[f"sensors.{sensor}.max_skew_ms"]
         if skew < 0:
             skew = 500.0 / rates[sensor]
+        policy = "wait" if sensor == "camera" else params[f"sync.{sensor}.policy"]
+        max_age = 0.0 if sensor == "camera" else params[f"sync.{sensor}.max_age_ms"]
         windows[sensor] = SensorWindow(
-            round((offset(sensor) - offset(anchor)) * MS), round(skew * MS)
+            round((offset(sensor) - offset(anchor)) * MS),
+            round(skew * MS),
+            policy,
+            round(max_age * MS),
         )
     return SyncConfig(
         anchor=anchor,

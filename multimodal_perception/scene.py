@@ -66,6 +66,15 @@ def _velocities(
     return out
 
 
+def _lidar_age(obj: Object3D | None) -> dict[str, Any]:
+    """An object placed by a lidar sweep older than the frame (sync policy latest): the
+    sweep's age and whether the centre was carried to the stamp by the track's velocity
+    (else it is where the object was at the sweep, the ego motion taken out)."""
+    if obj is None or obj.lidar_age_ms <= 0.0:
+        return {}
+    return {"lidar_age_ms": round(obj.lidar_age_ms, 3), "center_carried": obj.carried_by_track}
+
+
 def build_scene(
     frame: SyncedFrame,
     base_frame: str,
@@ -130,6 +139,7 @@ def build_scene(
                 **_velocities(track, obj, R_base_track, over_ground, frame),
                 "sensors": sensors,
                 "source": obj.source if obj else "image_only",
+                **_lidar_age(obj),
             }
         )
     sensors: dict[str, Any] = {
@@ -142,6 +152,12 @@ def build_scene(
             "stamp_ns": part.stamp_ns if part else None,
             "skew_ms": round(part.skew_ns / 1e6, 3) if part else None,
         }
+    # sync policy latest: how far each partner was carried to the frame's stamp
+    partners = {
+        name: {"extrapolated_ms": round(part.extrapolated_ns / 1e6, 3)}
+        for name, part in sorted(frame.partners.items())
+        if part.extrapolated_ns is not None
+    }
     return {
         "schema": SCHEMA_ID,
         "stamp_ns": frame.stamp_ns,
@@ -149,6 +165,7 @@ def build_scene(
         "camera_frame_id": frame.camera_frame,
         "tracking_frame": tracking_frame,
         "sensors": sensors,
+        "partners": partners,
         "degraded": sorted(set(degraded)),
         "objects": objs,
         "drivable_area": drivable,

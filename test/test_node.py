@@ -38,10 +38,11 @@ def messages():
     return [rec for rec in iter_bag(SHIPPED) if not rec.topic.startswith("/ground_truth")]
 
 
-def _node() -> PerceptionNode:
+def _node(**overrides: str) -> PerceptionNode:
     # Sim time with no /clock: the node's clock stands still, as in a paused replay, so
     # only messages drive the synchroniser (as in mmp replay).
-    return PerceptionNode(parameter_overrides=[Parameter("use_sim_time", value=True)])
+    extra = [Parameter(k, value=v) for k, v in overrides.items()]
+    return PerceptionNode(parameter_overrides=[Parameter("use_sim_time", value=True), *extra])
 
 
 def _comparable(result):
@@ -57,15 +58,19 @@ def _comparable(result):
     )
 
 
-def test_node_callbacks_and_replay_give_identical_frame_results(ros, messages):
-    params = load_parameters(REPO / "config" / "perception.yaml")
+@pytest.mark.parametrize("policy", ["wait", "latest"])
+def test_node_callbacks_and_replay_give_identical_frame_results(ros, messages, policy):
+    """Under either sync policy (latest: partners chosen in arrival order, here the bag's
+    log-time order for both)."""
+    sync = {"sync.lidar.policy": policy, "sync.radar.policy": policy}
+    params = load_parameters(REPO / "config" / "perception.yaml").with_overrides(sync)
     replay = Pipeline(params, RosbagsFactory(TYPESTORE))
     replay.keep_results = True
     for rec in messages:
         replay.process(rec.topic, rec.msg)
     replay.finish()
 
-    node = _node()
+    node = _node(**sync)
     try:
         node.pipeline.keep_results = True
         cameras = {"/camera/image_raw", "/camera/image_raw/compressed"}
@@ -85,6 +90,11 @@ def test_node_callbacks_and_replay_give_identical_frame_results(ros, messages):
     camera = final["inputs"]["/camera/image_raw/compressed"]
     assert final["frames_published"] == camera["used"] == 50 and camera["dropped"] == {}
     assert final["inputs"] == replay.accounting()
+    extrapolated = [r.scene["partners"].get("lidar") for r in a]
+    if policy == "latest":  # the frames really fused older sweeps
+        assert sum(e is not None and e["extrapolated_ms"] > 0 for e in extrapolated) >= 40
+    else:
+        assert not any(extrapolated)
 
 
 def test_latest_wins_counts_every_superseded_frame(ros, messages):
