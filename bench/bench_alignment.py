@@ -10,6 +10,11 @@ from multimodal_perception.fusion.projection import project_points
 from multimodal_perception.fusion.sync import SensorWindow, SyncConfig, Synchronizer
 from multimodal_perception.ros_pkg.camera_info import CameraModel
 
+try:  # run as part of the bench package or as a script from bench/
+    from .common import record
+except ImportError:
+    from common import record
+
 try:
     from .common import median_seconds, report
 except ImportError:
@@ -44,6 +49,7 @@ def main() -> None:
     t = median_seconds(run, repeat=5, warmup=1)
     print(f"synchroniser: {len(events)} messages (30 Hz camera, 10 Hz lidar, 13 Hz radar)")
     print(f"{'synchroniser cost per message':58} {t / len(events) * 1e6:9.2f} us")
+    record("synchroniser cost per message", t / len(events) * 1e6, "us")
 
     rng = np.random.default_rng(1)
     pts = np.column_stack(

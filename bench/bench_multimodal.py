@@ -19,6 +19,11 @@ from multimodal_perception.ros_pkg.bag_io import iter_bag
 from multimodal_perception.ros_pkg.factory import RosbagsFactory
 from multimodal_perception.ros_pkg.typestore import get_project_typestore
 
+try:  # run as part of the bench package or as a script from bench/
+    from .common import record
+except ImportError:
+    from common import record
+
 REPO = Path(__file__).resolve().parents[1]
 BAG = REPO / "bags" / "urban_crossing_5s"
 RATE_HZ = 0.4  # below the slow backend's 0.5 calls/s, so the rate is what limits it
@@ -82,6 +87,8 @@ def main() -> None:
         s = float(np.median(latencies))
         label = f"frame latency, model {backend.name} (median)"
         print(f"{label:58} {s:9.3f} ms   ratio {s / b:5.2f}x{target}")
+        goal = "<= 1.10x" if target else ""
+        record(label, s, "ms", b, goal, s / b <= 1.10 if target else None)
         calls = len(backend.calls)
         print(
             f"  model calls {calls} in {elapsed:.1f} s: {calls / elapsed:.2f} Hz "

@@ -18,6 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+try:  # run as part of the bench package or as a script from bench/
+    from .common import record
+except ImportError:
+    from common import record
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
 CACHE = REPO / ".cache" / "soak"
@@ -102,6 +107,14 @@ def main() -> None:
         print(
             f"peak RSS {results[-1]['seconds']} s / {results[0]['seconds']} s: {ratio:.3f}"
             " (goal <= 1.10)"
+        )
+        record(
+            f"soak peak RSS, {results[-1]['seconds']} s bag",
+            results[-1]["peak_rss_mb"],
+            "MB",
+            results[0]["peak_rss_mb"],
+            "<= 1.10x",
+            ratio <= 1.10,
         )
 
 

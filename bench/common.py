@@ -42,17 +42,41 @@ def median_seconds_interleaved(
     return [float(sorted(s)[len(s) // 2]) for s in samples]
 
 
+def goal_met(target: str, ms: float, ratio: float | None) -> bool | None:
+    """Whether every clause of a target such as ``"<= 1 ms, <= 1.03x"`` holds; None when
+    the target names no such clause (a goal in words only)."""
+    verdicts = []
+    for clause in target.split(","):
+        words = clause.replace("<=", " ").split()
+        try:
+            if len(words) == 2 and words[1] == "ms":
+                verdicts.append(ms <= float(words[0]))
+            elif len(words) == 1 and words[0].endswith("x") and ratio is not None:
+                verdicts.append(ratio <= float(words[0][:-1]))
+        except ValueError:
+            continue
+    return all(verdicts) if verdicts else None
+
+
 def report(name: str, seconds: float, baseline: float | None = None, target: str = "") -> str:
+    """Print one timing (and its ratio to the same-run baseline) and record it as a row of
+    ``bench/results.json``, its goal judged where the target says ms or x."""
     line = f"{name:58} {seconds * 1e3:9.3f} ms"
-    if baseline is not None:
-        line += f"   ratio {seconds / baseline:5.2f}x"
+    ratio = seconds / baseline if baseline else None
+    if ratio is not None:
+        line += f"   ratio {ratio:5.2f}x"
     if target:
         line += f"   (target {target})"
     print(line)
+    base_ms = baseline * 1e3 if baseline is not None else None
+    record(
+        name.strip(), seconds * 1e3, "ms", base_ms, target, goal_met(target, seconds * 1e3, ratio)
+    )
     return line
 
 
 RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
+_MACHINE = f"{platform.machine()}, {os.cpu_count()} cores"
 _RESULTS: list[dict[str, Any]] = []
 
 
@@ -74,6 +98,8 @@ def record(
         "ratio": None if not baseline else round(float(value) / float(baseline), 4),
         "goal": goal,
         "met": met,
+        "machine": _MACHINE,
+        "date": time.strftime("%Y-%m-%d"),
     }
     _RESULTS.append(row)
     return row
