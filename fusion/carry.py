@@ -32,7 +32,6 @@ class MovingRegion:
     """Where a moving track was at the sweep's stamp (base_link at the camera stamp), what
     it claims around it, and how far its points are carried."""
 
-    track_id: int
     then_xy: np.ndarray  # (2,)
     radius_m: float
     shift: np.ndarray  # (3,) base_link, metres
@@ -67,9 +66,7 @@ def moving_regions(
         # sigma: a camera-only track's is a metre or more), at most MAX_MARGIN_M
         sigma = float(np.sqrt(max(np.trace(t.P[:2, :2]) / 2, 0.0)))
         radius = 0.5 * float(np.hypot(length, width)) + min(MARGIN_M + 2 * sigma, MAX_MARGIN_M)
-        out.append(
-            MovingRegion(t.track_id, (T_base_track @ then)[:2], radius, R_base_track @ v * age_s)
-        )
+        out.append(MovingRegion((T_base_track @ then)[:2], radius, R_base_track @ v * age_s))
     return out
 
 

@@ -220,9 +220,8 @@ class Synchronizer:
         self._pending.insert(i, entry)
 
     def _newest(self, sensor: str, anchor_stamp: int) -> _Entry | None:
-        """``latest`` policy: the newest-stamped message received so far that is at or
-        before ``anchor_stamp`` and at most the sensor's max age older; those within the
-        age that lose to it are marked in reach (they end as superseded)."""
+        """``latest``: the newest message received stamped in [anchor - max age, anchor];
+        those in that range that lose to it are in reach (they end as superseded)."""
         oldest = anchor_stamp - self.config.windows[sensor].latest_max_age_ns
         best = None
         for cand in self._buffers[sensor]:  # ascending stamps
@@ -351,14 +350,15 @@ class Synchronizer:
     def _evict(self) -> None:
         """Settle partner messages no future anchor can reach, or that aged out."""
         assert self.clock is not None
+        # latest partners chosen by anchors still waiting for a wait partner (none unless
+        # some partner is latest: ``chosen`` stays empty)
         held = {id(e) for a in self._pending for e in a.chosen.values() if e is not None}
         for sensor, buf in self._buffers.items():
             latest = self.config.windows[sensor].latest
             keep = []
             for k, entry in enumerate(buf):
                 aged = entry.stamp < self.clock - self.config.max_age_ns
-                # latest: a newer message at or before the last emitted anchor wins for
-                # every later anchor (all later than that one)
+                # latest: a newer one at or before the last emitted anchor wins from now on
                 beaten = (
                     latest
                     and self._last_emitted is not None

@@ -249,12 +249,13 @@ class Tracker:
             # measurement b's offset from track a.
             S = np.stack([self.tracks[i].P[:2, :2] for i in ti])
             S_inv = np.linalg.inv(S + np.eye(2) * self.config.position_noise**2)
-            age = np.array([measurements[j].age_s for j in mi])
             d = (
                 np.array([measurements[j].xy for j in mi])[None]
                 - np.array([self.tracks[i].position for i in ti])[:, None]
-                + np.array([self.tracks[i].x[2:] for i in ti])[:, None] * age[None, :, None]
             )
+            age = np.array([measurements[j].age_s for j in mi])
+            if age.any():  # seen age_s ago: against where each track was then
+                d += np.array([self.tracks[i].x[2:] for i in ti])[:, None] * age[None, :, None]
             maha = np.einsum("abi,aij,abj->ab", d, S_inv, d)
             euclid = np.hypot(d[..., 0], d[..., 1])
             slack = np.array([4.0 if measurements[j].source == "camera_only" else 0.0 for j in mi])

@@ -272,11 +272,14 @@ class FrameCore:
         if frame.lidar is None or part is None or not part.extrapolated_ns:
             return [], 0.0
         age_s = part.extrapolated_ns / 1e9
+        # Where the tracks will be this step (as TrackingStage.step decides): in the fixed
+        # frame with this frame's odometry, in base_link without; tracks kept in the other
+        # frame are about to be dropped or to coast, and carry nothing.
         tracking = self.tracking
-        if tracking.frame == self.params["frames.base"]:
-            T_track_base = np.eye(4)
-        elif frame.T_fixed_base is not None:
+        if frame.T_fixed_base is not None and tracking.frame == self.params["frames.fixed"]:
             T_track_base = frame.T_fixed_base
+        elif frame.T_fixed_base is None and tracking.frame == self.params["frames.base"]:
+            T_track_base = np.eye(4)
         else:
             return [], age_s
         tracker = tracking.tracker
