@@ -13,7 +13,8 @@ $(STAMP): setup.py pyproject.toml constraints.txt scripts/install-system-deps.sh
 	scripts/install-system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,torch,vlm,ray,foxglove]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,torch,vlm,ray,foxglove,ocr]'
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps rapidocr-onnxruntime
 	touch $(STAMP)
 
 venv: $(STAMP)

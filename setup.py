@@ -73,6 +73,10 @@ setup(
         "test": ["pytest>=7", "ruff", "hypothesis>=6.100", "websockets>=12"],
         "ray": ["ray>=2.9"],
         "foxglove": ["foxglove-sdk>=0.30"],
+        # rapidocr-onnxruntime 1.4.4 itself (PP-OCRv4 models inside its wheel) is installed
+        # with --no-deps by `make venv`: it requires opencv-python, whose cv2 would replace
+        # opencv-python-headless's. These are the rest of what it needs.
+        "ocr": ["pyclipper>=1.3", "shapely>=2.0", "six>=1.16", "Pillow>=9", "tqdm>=4.60"],
     },
     zip_safe=False,
     entry_points={

@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli_tools import _cmd_info, _cmd_make_bag, _cmd_models, _cmd_preview
+from .cli_tools import (
+    _cmd_describe_image,
+    _cmd_info,
+    _cmd_make_bag,
+    _cmd_models,
+    _cmd_preview,
+)
 from .perception.runtime import ModelLoadError
 
 
@@ -290,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_argument("--model-dir")
     ak.add_argument("--set", action="append", help="override a parameter: name=value")
     ak.set_defaults(func=_cmd_ask)
+    di = sub.add_parser(
+        "describe-image", help="score one image's regions against texts, read its text"
+    )
+    di.add_argument("image")
+    di.add_argument("--boxes", help="JSON list of [x0, y0, x1, y1] pixels (default: the "
+                    "whole image and the detector's boxes)")  # fmt: skip
+    di.add_argument("--query", action="append", help="a text to score (repeatable)")
+    di.add_argument("--read-text", action="store_true", help="also read text (PP-OCRv4)")
+    di.add_argument("--json", action="store_true", help="print JSON")
+    di.add_argument("--out", help="also write the JSON here (whole or not at all)")
+    di.add_argument("--model-dir", help="model directory (default: $MMP_MODEL_DIR, ../shared)")
+    di.set_defaults(func=_cmd_describe_image)
     models = sub.add_parser("models", help="list, check or fetch models")
     models.add_argument("action", choices=["list", "check", "fetch"])
     models.add_argument("names", nargs="*")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -124,3 +125,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"{name}: {exc}", file=sys.stderr)
             status = 1
     return status
+
+
+def _cmd_describe_image(args: argparse.Namespace) -> int:
+    from .describe_image import describe, format_text, write_atomically
+    from .paths import model_dir
+    from .perception.models import model_directory
+
+    directory = model_directory(args.model_dir) or model_dir()
+    doc = describe(args.image, args.boxes, args.query, args.read_text, directory)
+    text = json.dumps(doc, indent=2) if args.json else format_text(doc)
+    if args.out:
+        write_atomically(Path(args.out), json.dumps(doc, indent=2) + "\n")
+    print(text)
+    return 0

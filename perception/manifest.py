@@ -25,11 +25,13 @@ from typing import Any
 
 import yaml
 
-TASKS = ("detection", "segmentation", "lanes")
+TASKS = ("detection", "segmentation", "lanes", "classification")
 DECODERS = {
     "detection": ("yolox", "fastestdet", "yolov8"),
     "segmentation": ("argmax", "logits"),
     "lanes": ("twinlitenet",),
+    # ImageNet-1k outputs whose ids are WordNet 3.0 noun offsets: the zero-shot scorer.
+    "classification": ("imagenet_wordnet",),
 }
 
 
@@ -154,12 +156,10 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
         )
     if len(spec.mean) != 3 or len(spec.std) != 3 or min(spec.std) <= 0:
         raise ManifestError(f"{where}: input.mean/std need 3 values, std > 0")
-    classes = _require(doc, "classes", list, where)
-    if not classes or not all(isinstance(c, str) for c in classes):
-        raise ManifestError(f"{where}: classes must be a non-empty list of names")
     params = doc.get("decoder_params", {}) or {}
     if not isinstance(params, dict):
         raise ManifestError(f"{where}: decoder_params must be a mapping")
+    classes = _classes(doc, task, params, where)
     thresholds = doc.get("filter_thresholds", {}) or {}
     fitted_with = doc.get("filter_thresholds_for", []) or []
     if not isinstance(thresholds, dict) or not all(
@@ -196,6 +196,21 @@ def parse_manifest(doc: dict[str, Any], where: str) -> ModelManifest:
         filter_thresholds={k.replace("_", " "): float(v) for k, v in thresholds.items()},
         filter_thresholds_for=tuple(fitted_with),
     )
+
+
+def _classes(doc: dict[str, Any], task: str, params: dict[str, Any], where: str) -> list[str]:
+    """The class list; a classifier's thousand classes may live in a file beside the
+    model instead (``decoder_params.classes_file`` with its ``classes_sha256``), read and
+    verified by the loader."""
+    if task == "classification" and "classes" not in doc:
+        if not isinstance(params.get("classes_file"), str):
+            raise ManifestError(f"{where}: a classifier needs classes or classes_file")
+        _hex_digest(str(params.get("classes_sha256", "")), "classes_sha256", where)
+        return []
+    classes = _require(doc, "classes", list, where)
+    if not classes or not all(isinstance(c, str) for c in classes):
+        raise ManifestError(f"{where}: classes must be a non-empty list of names")
+    return classes
 
 
 def _hex_digest(value: str, key: str, where: str) -> str:

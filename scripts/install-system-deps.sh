@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages the Python dependencies need at run time:
-#   libusb-1.0-0 and libgomp1 (open3d), libgl1 is not needed (opencv-python-headless);
+#   wordnet-base (WordNet 3.0 at /usr/share/wordnet: the zero-shot image-text scorer's
+#   vocabulary, perception/wordnet.py); libusb-1.0-0 and libgomp1 (open3d), libgl1 is not needed (opencv-python-headless);
 #   cmake, g++ and make build vision_msgs, radar_msgs and tf2_msgs (scripts/install-ros.sh;
 #   the ROS 2 wheels themselves bundle their libraries and need nothing more).
 # Installs only what is missing; needs root or sudo when something is.
 set -euo pipefail
-needed=(libusb-1.0-0 libgomp1 cmake g++ make)
+needed=(libusb-1.0-0 libgomp1 cmake g++ make wordnet-base)
 missing=()
 for pkg in "${needed[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
