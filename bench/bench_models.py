@@ -69,6 +69,8 @@ def main() -> None:
         elif manifest.task == "segmentation":
             stage = Segmenter(manifest, backend)
             call = stage.segment
+        elif manifest.task == "classification":
+            continue  # crops, not frames: bench_zero_shot.py measures it
         else:
             stage = Segmenter(manifest, backend)
             call = stage.lanes

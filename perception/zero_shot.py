@@ -194,7 +194,7 @@ class TextResolver:
             if phrase.startswith(frame + " "):
                 phrase = phrase[len(frame) + 1 :]
         if senses := self.wordnet.senses(phrase):
-            return phrase, senses
+            return self._lemma(phrase), senses
         words = [w.strip(".?!;:'\"()") for w in phrase.split()]
         if cut := [i for i, w in enumerate(words) if w in _PREPOSITIONS and i > 0]:
             words = words[: cut[0]]
@@ -203,8 +203,12 @@ class TextResolver:
             for start in range(len(words) - n, -1, -1):
                 gram = " ".join(words[start : start + n])
                 if senses := self.wordnet.senses(gram):
-                    return gram, senses
+                    return self._lemma(gram), senses
         return None
+
+    def _lemma(self, text: str) -> str:
+        """The dictionary form ("trash cans" -> "trash can")."""
+        return self.wordnet.lemmas(text)[0].replace("_", " ")
 
     def classes_under(self, offset: int) -> tuple[int, ...]:
         """Output indices (1-based: 0 is background) of the classes in the hyponym
