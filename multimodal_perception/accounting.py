@@ -49,7 +49,7 @@ def diagnostics_statuses(
     accounting: dict[str, dict[str, Any]],
     timings: dict[str, Any],
     frames: int,
-    multimodal: Any | None,
+    qa: Any | None,  # perception.scene_qa.SceneQA: its worker's health, or why none runs
     degraded: Counter[str] | None = None,
     degraded_detail: str = "",
 ) -> list[out.StatusReport]:
@@ -85,6 +85,11 @@ def diagnostics_statuses(
     stage_ms = {
         f"{k}.ms_median": f"{np.median(list(v)[-100:]):.2f}" for k, v in timings.items() if v
     }
+    multimodal = qa.worker if qa is not None else None
+    if qa is not None and qa.problem:
+        statuses.append(
+            out.StatusReport("multimodal_perception: multimodal model", out.ERROR, qa.problem)
+        )
     if multimodal is not None:
         st, cache, health = multimodal.stats, multimodal.cache, multimodal.health()
         message = f"{health['backend']}: {health['state']}, {st.model_calls} calls"

@@ -249,8 +249,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "vlm.backend",
         "none",
-        "Multimodal model: none (questions answered from the scene), transformers, openai",
-        choices=("none", "transformers", "openai"),
+        "Multimodal model: none (questions answered from the scene), zero_shot (the ImageNet "
+        "classifier of the model directory read through WordNet), transformers, openai",
+        choices=("none", "zero_shot", "transformers", "openai"),
     ),
     ParamSpec("vlm.model_dir", "", "Local Hugging Face model directory (transformers)"),
     ParamSpec("vlm.endpoint", "", "OpenAI-compatible server base URL (openai)"),
@@ -262,6 +263,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output.rejected", True, "Publish boxes dropped by the filter"),
     ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period (ROS time)", 0.1, 60.0),
     ParamSpec("inspection.zones_file", "", "YAML file of inspection zones and rules ('' = none)"),
+    ParamSpec(
+        "open_vocab.backend",
+        "auto",
+        "Image-text scorer for findings: auto (clip where open_vocab.model_dir is set, else "
+        "zero_shot where the model directory holds mobilenet_v2_imagenet), clip, zero_shot",
+        choices=("auto", "clip", "zero_shot"),
+    ),
     ParamSpec(
         "open_vocab.model_dir",
         "",

@@ -11,24 +11,30 @@ stage picks the crops worth scoring, on the sensor path and cheaply:
   model; its bounding rectangle clipped to the image. Zones out of view are skipped, zones
   tf cannot reach are skipped and reported (``unreachable``).
 
-It hands them to the CLIP worker (``perception/open_vocab.py``: off the sensor path,
+The scorer (``open_vocab.backend``, auto: CLIP where ``open_vocab.model_dir`` names a
+directory, else the zero-shot ImageNet + WordNet scorer where the model directory holds
+its classifier, ``perception/zero_shot.py``) runs on the open-vocabulary worker
+(``perception/open_vocab.py``: off the sensor path,
 rate-limited at ``open_vocab.rate_hz`` in header time, newest frame wins, dhash cache per
-crop); :meth:`Findings.poll` returns what the worker finished. With prompts but no model
-(``open_vocab.model_dir`` ''), or a model but no prompts, it warns once and reports it in
-diagnostics; with neither it does nothing.
+crop); :meth:`Findings.poll` returns what the worker finished. With prompts but no model,
+a model that fails its checks (the node runs on without findings), prompts the model
+cannot score, or a CLIP directory but no prompts, it warns once and reports it in
+diagnostics; with neither prompts nor model it does nothing.
 
 Findings JSON, schema ``mmp.findings/1`` (one message per finding, ``findings`` topic)::
 
     {"schema": "mmp.findings/1",
      "prompt": str,            # one of open_vocab.prompts
-     "score": float,           # CLIP softmax probability of the prompt against the other
-                               # prompts and the background prompts, >= open_vocab.min_score
+     "score": float,           # >= open_vocab.min_score. CLIP: softmax probability of the
+                               # prompt against the other prompts and the background prompts;
+                               # zero-shot: see "method"
      "box_2d": [x1, y1, x2, y2],   # int pixels of the crop in the camera image
      "source": {"kind": "box", "class": str, "score": float, "kept": bool}
              | {"kind": "zone", "zone": str},
      "stamp_ns": int,          # header stamp of the frame scored
      "camera_frame": str,
-     "backend": str,           # clip_onnx:<manifest name>
+     "backend": str,           # clip_onnx:<manifest name> | zero_shot:<classifier>+wordnet
+     "method": str,            # clip | hierarchy | similarity (perception/zero_shot.py)
      "cached": bool}           # scores reused for a near-identical crop, no model call
 
 New keys keep the version; a key removed or changed in meaning makes it ``mmp.findings/2``.
@@ -48,6 +54,7 @@ from .frame import FrameResult
 from .fusion.projection import project_points
 from .fusion.transforms import TransformError, TransformSource
 from .fusion.zones import Zone
+from .perception.models import model_directory
 from .perception.multimodal import ResultCache
 from .perception.open_vocab import (
     Crop,
@@ -56,6 +63,8 @@ from .perception.open_vocab import (
     OpenVocabWorker,
     load_clip,
 )
+from .perception.runtime import ModelLoadError
+from .perception.zero_shot import ZeroShotScorer, has_zero_shot_model, load_zero_shot
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 from .ros_pkg.factory import MessageFactory
@@ -64,7 +73,11 @@ from .ros_pkg.frame_messages import Output
 log = logging.getLogger("multimodal_perception.findings")
 
 FINDINGS_SCHEMA = "mmp.findings/1"
-NO_MODEL = "open_vocab.prompts set but no CLIP model configured (open_vocab.model_dir): no findings"
+NO_MODEL = (
+    "open_vocab.prompts set but no image-text model: no CLIP directory (open_vocab.model_dir) "
+    "and no mobilenet_v2_imagenet in the model directory (models.directory, MMP_MODEL_DIR): "
+    "no findings"
+)
 NO_PROMPTS = "open_vocab.model_dir set but open_vocab.prompts is empty: no findings"
 # Work per scored frame is bounded: zones first (the operator placed them), then boxes.
 MAX_CROPS = 32
@@ -171,19 +184,35 @@ class Findings:
         self.problem: str | None = None  # why there are no findings, for diagnostics
         self.latest: list[dict[str, Any]] = []  # the newest scored frame's findings
         self.unreachable: dict[str, str] = {}  # zone -> why it was not scored last frame
-        if self.prompts and not model_dir:
+        kind = params["open_vocab.backend"]
+        models = model_directory(params["models.directory"] or None)
+        if kind == "auto":
+            kind = "clip" if model_dir else "zero_shot" if has_zero_shot_model(models) else ""
+        if self.prompts and not kind:
             self.problem = NO_MODEL
         elif model_dir and not self.prompts:
             self.problem = NO_PROMPTS
-        elif model_dir:
+        elif self.prompts and kind == "clip":
             clip, manifest = load_clip(model_dir)  # fails fast, naming the file
-            scorer = OpenVocabScorer(clip, self.prompts, manifest.background_prompts)
-            # A frame has up to MAX_CROPS crops: the cache holds several frames' worth.
-            cache = ResultCache(capacity=8 * MAX_CROPS)
-            self.worker = OpenVocabWorker(scorer, rate_hz=params["open_vocab.rate_hz"], cache=cache)
-            log.info("open-vocabulary findings: %s, prompts %s", clip.name, self.prompts)
+            self._start(OpenVocabScorer(clip, self.prompts, manifest.background_prompts))
+        elif self.prompts:
+            try:
+                scorer = load_zero_shot(self.prompts, models or "")
+            except ModelLoadError as exc:  # the node runs on without findings, saying why
+                self.problem = f"open-vocabulary findings off: {exc}"
+            else:
+                self._start(scorer)
+                if scorer.unknown:
+                    self.problem = "; ".join(f"{p!r}: {why}" for p, why in scorer.unknown.items())
         if self.problem:
             log.warning("%s", self.problem)
+
+    def _start(self, scorer: OpenVocabScorer | ZeroShotScorer) -> None:
+        # A frame has up to MAX_CROPS crops: the cache holds several frames' worth.
+        cache = ResultCache(capacity=8 * MAX_CROPS)
+        rate = self.params["open_vocab.rate_hz"]
+        self.worker = OpenVocabWorker(scorer, rate_hz=rate, cache=cache)  # type: ignore[arg-type]
+        log.info("open-vocabulary findings: %s, prompts %s", scorer.name, scorer.prompts)
 
     def update_parameters(self, params: Parameters) -> None:
         """min_score, max_box_score and zones apply from the next frame; the model, the
@@ -275,6 +304,9 @@ class Findings:
         message = f"{h['backend']}: {h['state']}, {len(self.latest)} findings in the newest"
         if h["state"] != "ok":
             message += f"; last error: {h['last_error']}"
+        if self.problem:  # prompts the model cannot score
+            level = max(level, out.WARN)
+            message += f"; not scored: {self.problem}"
         if self.unreachable:
             level = max(level, out.WARN)
             message += "; zones not scored: " + "; ".join(
@@ -314,6 +346,7 @@ def finding_json(f: Finding, backend: str) -> dict[str, Any]:
         "stamp_ns": int(f.stamp_ns),
         "camera_frame": f.camera_frame,
         "backend": backend,
+        "method": f.method,
         "cached": f.cached,
     }
 

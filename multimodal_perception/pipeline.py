@@ -47,7 +47,7 @@ from .ingest import Ingest
 from .inspection import Inspection
 from .overlay import result_overlay
 from .perception.multimodal_worker import MultimodalResult
-from .perception.scene_qa import SceneQA, make_worker
+from .perception.scene_qa import scene_qa
 from .perception.stack import ModelStack, load_models
 from .rig import RigCamera, camera_of_topic, merged_camera, rig_cameras, synchronizer
 from .rig_merge import RigMerger
@@ -101,7 +101,7 @@ class Pipeline:
         self.tracking = self.core.tracking
         window_ns = round(params["cameras.merge_window_ms"] * 1e6)
         self.merger = RigMerger([c.name for c in self.cameras], merged_camera(params), window_ns)
-        self.qa = SceneQA(make_worker(params))
+        self.qa = scene_qa(params)  # vlm.*: captions and answers, on their own worker
         zones = params["inspection.zones_file"]
         self.inspection = Inspection(zones) if zones else None
         self.findings = Findings(params)  # open_vocab.*: CLIP on crops, on its own worker
@@ -390,7 +390,7 @@ class Pipeline:
     ) -> Output:
         with self.lock:
             statuses = diagnostics_statuses(
-                self.accounting(), self.timings, self.frames, self.qa.worker,
+                self.accounting(), self.timings, self.frames, self.qa,
                 self.degraded_counts, self.degraded_detail,
             ) + list(extra or ())  # fmt: skip
         if self.inspection is not None:

@@ -212,6 +212,7 @@ class Finding:
     stamp_ns: int  # of the frame scored
     camera_frame: str
     cached: bool = False  # scores reused for a near-identical crop, no model call
+    method: str = "clip"  # how the score was made: clip, or the zero-shot hierarchy/similarity
 
     @property
     def box_2d(self) -> tuple[int, int, int, int]:
@@ -279,7 +280,14 @@ class OpenVocabWorker(MultimodalWorker):
     ) -> OpenVocabResult | None:
         job: OpenVocabJob = scene["open_vocab"]
         t0 = time.perf_counter()
-        pixels = [image[y1:y2, x1:x2] for x1, y1, x2, y2 in (c.box_2d for c in job.crops)]
+        # The zero-shot scorer wants its own cut (a square with context around the box).
+        cut = getattr(self.backend, "cut", None)
+        boxes = [c.box_2d for c in job.crops]
+        pixels = (
+            [cut(image, b) for b in boxes]
+            if cut is not None
+            else [image[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes]
+        )
         kinds = [cache_kind(p) for p in pixels]
         scores: list[np.ndarray | None] = []
         for p, kind in zip(pixels, kinds, strict=True):
@@ -302,8 +310,11 @@ class OpenVocabWorker(MultimodalWorker):
                 scores[i] = row
                 text = json.dumps([float(v) for v in row])
                 self.cache.put(kinds[i], pixels[i], _NO_SCENE, text, cost / len(misses))
+        method = getattr(self.backend, "method", lambda _prompt: "clip")
         findings = [
-            Finding(prompt, float(s), crop, stamp, job.camera_frame, cached=i not in misses)
+            Finding(
+                prompt, float(s), crop, stamp, job.camera_frame, i not in misses, method(prompt)
+            )
             for i, (crop, row) in enumerate(zip(job.crops, scores, strict=True))
             for prompt, s in zip(self.backend.prompts, row, strict=True)
             if s >= job.min_score

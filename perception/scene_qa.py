@@ -28,7 +28,20 @@ def make_worker(p: Any) -> MultimodalWorker | None:
     if kind == "none":
         log.info("vlm.backend is none: no captions; questions use the grounded fallback")
         return None
-    if kind == "transformers":
+    if kind == "zero_shot":
+        from .models import model_directory
+        from .runtime import ModelLoadError
+        from .zero_shot import load_zero_shot
+        from .zero_shot_qa import ZeroShotVLM
+
+        directory = model_directory(p["models.directory"] or None)
+        if directory is None:
+            raise ModelLoadError(
+                "vlm.backend=zero_shot needs a model directory holding mobilenet_v2_imagenet "
+                "(models.directory or MMP_MODEL_DIR)"
+            )
+        backend: Any = ZeroShotVLM(load_zero_shot([], directory))
+    elif kind == "transformers":
         backend = TransformersVLM(p["vlm.model_dir"])
     else:
         if not p["vlm.endpoint"]:
@@ -41,9 +54,24 @@ def make_worker(p: Any) -> MultimodalWorker | None:
     return MultimodalWorker(backend, rate_hz=p["vlm.rate_hz"])
 
 
+def scene_qa(p: Any) -> SceneQA:
+    """The front door for the configured model. A model that fails its checks (missing,
+    wrong digest: ``ModelLoadError``, one line naming the file) leaves the node running
+    with the grounded fallback, and says so in diagnostics."""
+    from .runtime import ModelLoadError
+
+    try:
+        return SceneQA(make_worker(p))
+    except ModelLoadError as exc:
+        problem = f"vlm.backend={p['vlm.backend']} is off: {exc}"
+        log.error("%s", problem)
+        return SceneQA(None, problem)
+
+
 class SceneQA:
-    def __init__(self, worker: MultimodalWorker | None) -> None:
+    def __init__(self, worker: MultimodalWorker | None, problem: str | None = None) -> None:
         self.worker = worker
+        self.problem = problem  # why a configured model is not running, for diagnostics
         self._last: tuple[int, np.ndarray, dict[str, Any]] | None = None
 
     def offer(self, stamp_ns: int, image: np.ndarray, scene: dict[str, Any]) -> None:

@@ -184,6 +184,7 @@ class TextResolver:
         self.wordnet = wordnet
         self.class_offsets = class_offsets
         self._class_ancestors = [wordnet.ancestors(o) for o in class_offsets]
+        self._similarity: dict[int, np.ndarray] = {}
 
     def head_noun(self, text: str) -> tuple[str, list[Synset]] | None:
         """The noun a short phrase names: the whole phrase if it is a noun, else the
@@ -239,8 +240,11 @@ class TextResolver:
         return TextSense(text, SIMILARITY, noun, s, reason=why)
 
     def similarity_vector(self, offset: int) -> np.ndarray:
-        """Wu-Palmer similarity of a sense to every class, in output order."""
-        return np.array([self.wordnet.wu_palmer(offset, o) for o in self.class_offsets])
+        """Wu-Palmer similarity of a sense to every class, in output order (kept)."""
+        if offset not in self._similarity:
+            wup = [self.wordnet.wu_palmer(offset, o) for o in self.class_offsets]
+            self._similarity[offset] = np.array(wup)
+        return self._similarity[offset]
 
 
 class ZeroShotScorer:
