@@ -35,10 +35,16 @@ test: $(STAMP) ros-env
 SAMPLE ?= bags/urban_crossing_5s
 MODEL_DIR ?= ../shared/models
 
+# With a real model directory the demo also runs the image-text models: the zero-shot
+# scorer (MobileNetV2 ImageNet + WordNet) for findings, captions and answers.
+IMAGE_TEXT = --set vlm.backend=zero_shot \
+  --set "open_vocab.prompts=vehicle,person,bicycle,trash can,forklift,ladder" \
+  --ask "how many vehicles?" --ask "is there a person?" --ask "is there a forklift?"
+
 # The main job: the pipeline over the shipped synthetic bag (project-trained models, or real
 # ones with MMP_MODEL_DIR set), writing output.mcap, report.json, report.md and pictures.
 demo: $(STAMP)
-	$(BIN)/mmp replay $(SAMPLE) --out $(OUT)
+	$(BIN)/mmp replay $(SAMPLE) --out $(OUT) $(if $(MMP_MODEL_DIR),$(IMAGE_TEXT))
 	$(BIN)/mmp eval $(OUT)
 	@echo "demo outputs: $(OUT)/output.mcap $(OUT)/report.json $(OUT)/report.md $(OUT)/frame_*.jpg"
 
@@ -60,6 +66,7 @@ demo-real: $(STAMP)
 	$(BIN)/mmp make-bag --dataset all --out .cache/bags
 	for b in kitti_raw kitti_object vod; do \
 	  $(BIN)/mmp replay .cache/bags/$$b --out out/real/$$b --model-dir $(MODEL_DIR) --tiled \
+	    $(IMAGE_TEXT) \
 	    || exit 1; $(BIN)/mmp eval out/real/$$b; done
 
 # Rebuild the shipped synthetic bag (test/test_sim.py checks a rebuild matches it: messages,

@@ -56,6 +56,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             topics_auto=args.topics == "auto",
             on_frame=view.publish if view is not None else None,
+            questions=args.ask,
         )
     finally:
         if view is not None:
@@ -69,6 +70,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     )
     for topic, row in sorted(r["inputs"].items()):
         print(f"  {topic:34} in {row['in']:5d}  used {row['used']:5d}  dropped {row['dropped']}")
+    for a in r["multimodal"]:
+        if a["topic"] == "answer":
+            print(f"  asked {a.get('question')!r}: {a['text']}  [{a['backend']}]")
     print(
         f"outputs: {result.out_dir / 'output.mcap'}, {result.out_dir / 'report.json'}, "
         f"{result.out_dir / 'report.md'}"
@@ -238,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--tiled", action="store_true", help="tiled detection")
     rp.add_argument("--set", action="append", help="override a parameter: name=value")
     rp.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp.add_argument("--ask", action="append", help="a question about the last frame (repeatable)")
     rp.add_argument(
         "--topics",
         choices=["config", "auto"],

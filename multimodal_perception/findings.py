@@ -6,6 +6,8 @@ stage picks the crops worth scoring, on the sensor path and cheaply:
 
 - detector boxes (kept or rejected by the filter) scoring below
   ``open_vocab.max_box_score``: the detector saw something it is unsure of;
+- class-agnostic proposals the detector did not box: connected regions of the
+  segmentation's thing classes, "unknown object" until scored (``proposal_crops``);
 - with ``open_vocab.zones``, each inspection zone's image region: the zone's polygon with
   its height band, as a prism, projected through tf at the frame stamp and the camera
   model; its bounding rectangle clipped to the image. Zones out of view are skipped, zones
@@ -30,7 +32,8 @@ Findings JSON, schema ``mmp.findings/1`` (one message per finding, ``findings`` 
                                # zero-shot: see "method"
      "box_2d": [x1, y1, x2, y2],   # int pixels of the crop in the camera image
      "source": {"kind": "box", "class": str, "score": float, "kept": bool}
-             | {"kind": "zone", "zone": str},
+             | {"kind": "zone", "zone": str}
+             | {"kind": "proposal", "label": "unknown object", "segment": "segment:<class>"},
      "stamp_ns": int,          # header stamp of the frame scored
      "camera_frame": str,
      "backend": str,           # clip_onnx:<manifest name> | zero_shot:<classifier>+wordnet
@@ -63,6 +66,7 @@ from .perception.open_vocab import (
     OpenVocabWorker,
     load_clip,
 )
+from .perception.proposals import segment_proposals
 from .perception.runtime import ModelLoadError
 from .perception.zero_shot import ZeroShotScorer, has_zero_shot_model, load_zero_shot
 from .ros_pkg import outputs as out
@@ -122,6 +126,15 @@ def box_crops(result: FrameResult, max_box_score: float) -> list[Crop]:
             cls, score = other.class_names[other.class_ids[i]], float(other.scores[i])
             crops.append(Crop(box, "box", detector_class=cls, detector_score=score, kept=False))
     return crops
+
+
+def proposal_crops(result: FrameResult) -> list[Crop]:
+    """Segmentation regions no detector box covers ("unknown object" until scored)."""
+    seg = result.segmentation
+    if seg is None:
+        return []
+    found = segment_proposals(seg.labels, seg.class_names, result.detections.boxes, MIN_CROP_PX)
+    return [Crop(box, "proposal", detector_class=f"segment:{name}") for box, name in found]
 
 
 def _height_band(zone: Zone) -> tuple[float, float]:
@@ -231,7 +244,7 @@ class Findings:
             return
         p = self.params
         crops = self._zone_crops(result, tf, camera_model, zones) if p["open_vocab.zones"] else []
-        crops += box_crops(result, p["open_vocab.max_box_score"])
+        crops += box_crops(result, p["open_vocab.max_box_score"]) + proposal_crops(result)
         if crops:
             self.worker.offer(
                 result.stamp_ns,
@@ -330,6 +343,8 @@ def finding_json(f: Finding, backend: str) -> dict[str, Any]:
     source: dict[str, Any] = (
         {"kind": "zone", "zone": c.zone}
         if c.source == "zone"
+        else {"kind": "proposal", "label": "unknown object", "segment": c.detector_class}
+        if c.source == "proposal"
         else {
             "kind": "box",
             "class": c.detector_class,

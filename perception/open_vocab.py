@@ -197,7 +197,8 @@ class Crop:
     """An image region to score, and where it came from."""
 
     box_2d: tuple[int, int, int, int]  # x1 y1 x2 y2, px, inside the image
-    source: str  # "box": a detector box; "zone": an inspection zone's image region
+    source: str  # "box": a detector box; "zone": an inspection zone's image region;
+    # "proposal": a segmentation region no detector box covers (detector_class "segment:<c>")
     detector_class: str | None = None
     detector_score: float | None = None
     kept: bool | None = None  # the box survived the consistency filter

@@ -159,3 +159,17 @@ def test_reading_questions_read_the_frame(frame):
     cv2.putText(board, "EXIT 12", (20, 120), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (20, 20, 20), 4)
     said = vlm.answer("What does the sign say?", [board], {"objects": []})
     assert said.startswith("The image reads: 'EXIT 12'")
+
+
+def test_proposals_are_thing_regions_no_detector_box_covers():
+    from multimodal_perception.perception.proposals import segment_proposals
+
+    names = ("road", "car", "traffic sign")
+    labels = np.zeros((120, 200), np.uint8)
+    labels[10:40, 10:60] = 1  # a car nobody boxed
+    labels[60:100, 100:180] = 1  # a car inside a detector box
+    labels[5:30, 150:170] = 2  # a sign
+    labels[50:55, 10:15] = 2  # a speck
+    boxes = np.array([[95, 55, 185, 105]], float)
+    found = segment_proposals(labels, names, boxes, min_side=16)
+    assert found == [((10, 10, 60, 40), "car"), ((150, 5, 170, 30), "traffic sign")]
