@@ -243,16 +243,21 @@ class Findings:
         if self.worker is None:
             return
         p = self.params
-        crops = self._zone_crops(result, tf, camera_model, zones) if p["open_vocab.zones"] else []
-        crops += box_crops(result, p["open_vocab.max_box_score"]) + proposal_crops(result)
-        if crops:
-            self.worker.offer(
-                result.stamp_ns,
-                result.image,
-                crops[:MAX_CROPS],
-                result.camera_frame,
-                p["open_vocab.min_score"],
+        crops: list[Crop] = []
+        if self.worker.due(result.stamp_ns):  # else skipped by the rate: no crops to pick
+            crops = (
+                self._zone_crops(result, tf, camera_model, zones) if p["open_vocab.zones"] else []
             )
+            crops += box_crops(result, p["open_vocab.max_box_score"]) + proposal_crops(result)
+            if not crops:
+                return
+        self.worker.offer(
+            result.stamp_ns,
+            result.image,
+            crops[:MAX_CROPS],
+            result.camera_frame,
+            p["open_vocab.min_score"],
+        )
 
     def _zone_crops(
         self,

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .multimodal import GroundedFallback, MultimodalBackend, MultimodalTimeout, ResultCache
+from .runtime import lower_thread_priority
 
 log = logging.getLogger("multimodal_perception.multimodal")
 
@@ -147,6 +148,12 @@ class MultimodalWorker:
         self._thread = self._start_thread()
 
     # -- producers (the pipeline) --------------------------------------------------------
+    def due(self, stamp_ns: int) -> bool:
+        """Whether a frame at ``stamp_ns`` would pass the rate limit (work for an offer
+        can be skipped when not)."""
+        last = self._last_offer_ns
+        return last is None or not 0 <= stamp_ns - last < int(1e9 / self.rate_hz)
+
     def offer_frame(self, stamp_ns: int, image: np.ndarray, scene: dict[str, Any]) -> bool:
         """Offer a frame for captioning; False when the rate limit skips it."""
         with self._lock:
@@ -245,6 +252,7 @@ class MultimodalWorker:
             self._thread = self._start_thread()
 
     def _run(self) -> None:
+        lower_thread_priority()  # a model beside the sensor path must not slow it
         item: _Item | None = None
         try:
             while True:

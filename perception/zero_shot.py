@@ -139,7 +139,9 @@ class ImageNetClassifier:
         self.scale = float(params.get("probability_scale", 1.0))
         self.manifest = manifest
         self.size = manifest.input.width
-        opts = options or RuntimeOptions(providers=("cpu",))
+        # One intra-op thread: inference runs on the calling (background, lowered-priority)
+        # worker thread and never takes every core from the sensor path.
+        opts = options or RuntimeOptions(intra_op_threads=1)
         self.backend: OrtBackend = create_onnx_backend(path, opts, model=_batched_graph(path))
         self.provider = self.backend.provider
 
