@@ -314,11 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--model-dir", help="model directory (default: $MMP_MODEL_DIR, ../shared)")
     di.set_defaults(func=_cmd_describe_image)
     models = sub.add_parser("models", help="list, check or fetch models")
-    models.add_argument("action", choices=["list", "check", "fetch"])
+    models.add_argument("action", choices=["list", "check", "fetch", "convert-clip"])
     models.add_argument("names", nargs="*")
     models.add_argument("--model-dir", help="model directory (default: $MMP_MODEL_DIR)")
     models.add_argument("--accept-digest", help="accept a download with exactly this sha256")
     models.add_argument("--providers", nargs="+", default=["tensorrt", "cuda", "cpu"])
+    models.add_argument("--out", help="convert-clip: the CLIP ONNX directory to write")
+    models.add_argument("--licence", default="", help="convert-clip: the weights' licence")
     models.set_defaults(func=_cmd_models)
     cal = sub.add_parser(
         "calibrate-filter", help="fit per-class filter thresholds on labelled bags"

@@ -98,6 +98,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 where, state = m.file, "no model directory"
             print(f"{name:30} {m.task:12} {m.decoder:11} {state:9} {where}")
         return 0
+    if args.action == "convert-clip":
+        if len(args.names) != 1 or not args.out:
+            print("convert-clip: name one Hugging Face CLIP directory and --out", file=sys.stderr)
+            return 2
+        from .perception.clip_convert import convert_hf_clip
+
+        m = convert_hf_clip(args.names[0], args.out, licence=args.licence)
+        print(f"wrote {args.out}: {m['name']}, image {m['image_size']} px, context "
+              f"{m['context_length']}; set open_vocab.model_dir to it")  # fmt: skip
+        return 0
     if not args.names:
         print("name one or more models", file=sys.stderr)
         return 2
