@@ -67,7 +67,7 @@ IMAGE_TEXT = {
 }
 
 
-def _image_text(label: str, bag: Path, overrides: dict, rounds: int = 2) -> None:
+def _image_text(label: str, bag: Path, overrides: dict, rounds: int = 3) -> None:
     """The same run with the image-text stage (zero-shot findings and captions, their own
     worker) on and off, in turns, latest policy: its cost on the frame latency."""
     sync = {f"sync.{s}.policy": "latest" for s in ("lidar", "radar")}

@@ -26,3 +26,29 @@ for providers in tensorrt,cuda,cpu cuda,cpu cpu; do
     --set "models.providers=$providers" --set segmenter.mode=letterbox \
     | head -1 | sed "s/^/[$providers] /"
 done
+# The image-text models: the zero-shot scorer (MobileNetV2 ImageNet + WordNet) batched per
+# provider, and PP-OCRv4 text reading on CUDA against CPU.
+MODEL_DIR="$MODEL_DIR" .venv/bin/python - <<'PY'
+import os, time
+import numpy as np
+from multimodal_perception.perception.runtime import RuntimeOptions
+from multimodal_perception.perception.text_reading import TextReader
+from multimodal_perception.perception.zero_shot import load_zero_shot
+rng = np.random.default_rng(0)
+crops = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(128)]
+for providers in (("tensorrt", "cuda", "cpu"), ("cuda", "cpu"), ("cpu",)):
+    scorer = load_zero_shot(["vehicle"], os.environ["MODEL_DIR"], RuntimeOptions(providers=providers))
+    scorer.score(crops[:16])
+    t0 = time.perf_counter()
+    scorer.score(crops)
+    rate = len(crops) / (time.perf_counter() - t0)
+    print(f"zero-shot scorer on {scorer.classifier.provider}: {rate:.0f} crops/s")
+frame = rng.integers(0, 256, (375, 1242, 3), dtype=np.uint8)
+for cuda in (True, False):
+    reader = TextReader(use_cuda=cuda)
+    reader.read(frame)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        reader.read(frame)
+    print(f"text reading use_cuda={cuda}: {(time.perf_counter() - t0) / 5 * 1e3:.0f} ms per frame")
+PY
