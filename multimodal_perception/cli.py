@@ -12,6 +12,7 @@ from .cli_tools import (
     _cmd_make_bag,
     _cmd_models,
     _cmd_preview,
+    _cmd_query,
 )
 from .perception.runtime import ModelLoadError
 
@@ -313,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--out", help="also write the JSON here (whole or not at all)")
     di.add_argument("--model-dir", help="model directory (default: $MMP_MODEL_DIR, ../shared)")
     di.set_defaults(func=_cmd_describe_image)
+    qy = sub.add_parser("query", help="replay a bag, rank its last frame's tracks by a text")
+    qy.add_argument("bags", nargs="+")
+    qy.add_argument("text")
+    qy.add_argument("--json", action="store_true", help="print the mmp.query/1 JSON")
+    qy.add_argument("--out", default="out/query")
+    qy.add_argument("--params")
+    qy.add_argument("--model-dir")
+    qy.add_argument("--set", action="append", help="override a parameter: name=value")
+    qy.set_defaults(func=_cmd_query)
     models = sub.add_parser("models", help="list, check or fetch models")
     models.add_argument("action", choices=["list", "check", "fetch", "convert-clip"])
     models.add_argument("names", nargs="*")

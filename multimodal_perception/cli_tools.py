@@ -149,3 +149,34 @@ def _cmd_describe_image(args: argparse.Namespace) -> int:
         write_atomically(Path(args.out), json.dumps(doc, indent=2) + "\n")
     print(text)
     return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from .cli import _parse_sets
+    from .replay import replay
+
+    overrides = {**_parse_sets(args.set), "vlm.backend": "zero_shot"}
+    if args.model_dir:
+        overrides["models.directory"] = args.model_dir
+    result = replay([Path(b) for b in args.bags], Path(args.out), args.params, overrides,
+                    pictures=0, progress=False, queries=[args.text])  # fmt: skip
+    for a in result.report["multimodal"]:
+        if a["topic"] == "query_result":
+            doc = {k: v for k, v in a.items() if k != "topic"}
+            print(json.dumps(doc, indent=2) if args.json else _format_query(doc))
+            if "error" in doc:
+                return 2
+    return 0
+
+
+def _format_query(doc: dict) -> str:
+    head = f"{doc['text']!r}: {doc.get('method')} {doc.get('sense', '')} {doc.get('wordnet', '')}"
+    if doc.get("reason") or doc.get("error"):
+        head += f" ({doc.get('reason') or doc.get('error')})"
+    lines = [head.rstrip()]
+    lines += [
+        f"  #{r['track_id']:<4} {r['class']:12} {r['score']:.3f}" for r in doc.get("ranked", [])
+    ]
+    if doc.get("whole_image") is not None:
+        lines.append(f"  whole image       {doc['whole_image']:.3f}")
+    return "\n".join(lines)

@@ -17,10 +17,9 @@ anchors a frame with its own lidar and radar partners (``fusion.rig_sync``), one
 (``rig_merge``) goes out on ``scene``, ``scene_text`` and ``objects_3d``.
 
 ``process`` runs them all for one message (replay). The node splits it: ``ingest`` in the
-subscription callbacks (cheap; returns the groups that became complete) and ``run`` on its
-compute thread. Accounting is guarded by ``lock``, so the two threads may call in.
-Replay drives it through ``lookahead.Lookahead`` (models of frame N+1 run while frame N
-is fused), which uses ``align_group`` and ``run_aligned``, the two halves of ``run``.
+callbacks (cheap; the groups that became complete), ``run`` on its compute thread; both
+may call in (accounting is under ``lock``). Replay drives it through ``lookahead`` (models
+of frame N+1 run while frame N is fused) with ``align_group`` and ``run_aligned``.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from .ingest import Ingest
 from .inspection import Inspection
 from .overlay import result_overlay
 from .perception.multimodal_worker import MultimodalResult
-from .perception.scene_qa import scene_qa
+from .perception.scene_qa import result_payload, scene_qa
 from .perception.stack import ModelStack, load_models
 from .rig import RigCamera, camera_of_topic, merged_camera, rig_cameras, synchronizer
 from .rig_merge import RigMerger
@@ -350,8 +349,8 @@ class Pipeline:
     overlay = staticmethod(result_overlay)  # the frame with everything drawn on it
 
     # -- questions and captions ----------------------------------------------------------
-    def ask(self, question: str) -> list[Output]:
-        return [self._result_output(r) for r in self.qa.ask(question)]
+    def ask(self, text: str, query: bool = False) -> list[Output]:  # query: SceneQA.query
+        return [self._result_output(r) for r in (self.qa.query if query else self.qa.ask)(text)]
 
     def poll(self) -> list[Output]:
         """Finished captions and answers, and open-vocabulary findings."""
@@ -368,8 +367,8 @@ class Pipeline:
         return results
 
     def _result_output(self, result: MultimodalResult) -> Output:
-        text = json.dumps(result.to_json(), sort_keys=True)
-        return Output(result.topic, out.string_msg(self.factory, text), result.stamp_ns)
+        msg = out.string_msg(self.factory, result_payload(result))
+        return Output(result.topic, msg, result.stamp_ns)
 
     # -- parameters and reporting --------------------------------------------------------
     def update_parameters(self, updates: dict[str, Any]) -> None:

@@ -75,9 +75,11 @@ def replay(
     topics_auto: bool = False,
     models: ModelStack | None = None,
     on_frame: Callable[[Pipeline, list[Output]], None] | None = None,
+    queries: list[str] | None = None,
 ) -> ReplayResult:
     """``questions`` are asked about the last frame (and every ``ask_every`` frames);
-    answers land on ``answer`` and in the report. ``models``: a stack loaded once by the
+    answers land on ``answer`` and in the report; ``queries`` rank the last frame's
+    tracks by a text (``query_result``, in the report too). ``models``: a stack loaded once by the
     caller (``mmp batch`` workers); ``on_frame(pipeline, outputs)`` sees each frame's
     outputs (``mmp replay --foxglove``)."""
     params = load_parameters(params_path)
@@ -139,7 +141,7 @@ def replay(
             nonlocal scene_count
             for o in outputs:
                 writer.write(_output_topic(o.topic), o.msg, o.stamp_ns)
-                if o.topic in ("answer", "scene_caption"):
+                if o.topic in ("answer", "scene_caption", "query_result"):
                     answers.append({"topic": o.topic, **json.loads(o.msg.data)})
                 if o.topic == "scene":
                     scene_count += 1
@@ -187,6 +189,8 @@ def replay(
             bar.close(span[1] or 0, pipeline.frames, _drops(pipeline))
         for question in questions or ():
             emit(pipeline.ask(question))
+        for text in queries or ():
+            emit(pipeline.ask(text, query=True))
         emit(pipeline.close())
     elapsed = time.perf_counter() - start
     # DIR itself is the rosbag2 bag (metadata.yaml + output.mcap beside the reports), so

@@ -9,15 +9,17 @@ its ``fallback_reason`` (the worker's :meth:`~.multimodal_worker.MultimodalWorke
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .multimodal import GroundedFallback
 from .multimodal_backends import OpenAIChatVLM, TransformersVLM
-from .multimodal_worker import MultimodalResult, MultimodalWorker
+from .multimodal_worker import FALLBACK, MultimodalResult, MultimodalWorker
 
 log = logging.getLogger("multimodal_perception.scene_qa")
 
@@ -79,6 +81,19 @@ class SceneQA:
         if self.worker is not None:
             self.worker.offer_frame(stamp_ns, image, scene)  # never waits
 
+    def query(self, text: str) -> list[MultimodalResult]:
+        """Rank the current tracks and the frame by ``text`` (``query_result``, JSON
+        ``mmp.query/1``); needs ``vlm.backend: zero_shot``, else answered at once with
+        the reason."""
+        from .zero_shot_qa import QUERY_PREFIX, QUERY_SCHEMA, ZeroShotVLM
+
+        if self.worker is None or not isinstance(self.worker.backend, ZeroShotVLM):
+            why = self.problem or "text queries need vlm.backend: zero_shot"
+            stamp = self._last[0] if self._last is not None else 0
+            doc = {"schema": QUERY_SCHEMA, "text": text, "stamp_ns": stamp, "error": why}
+            return [MultimodalResult("query_result", stamp, json.dumps(doc), FALLBACK, 0.0)]
+        return [_routed(r) for r in self.ask(QUERY_PREFIX + text)]
+
     def ask(self, question: str) -> list[MultimodalResult]:
         """Answered now (no frame yet, no model, or the model resting after a failure), or
         queued for the model ([])."""
@@ -101,13 +116,29 @@ class SceneQA:
         ]
 
     def poll(self) -> list[MultimodalResult]:
-        return self.worker.results() if self.worker is not None else []
+        return [_routed(r) for r in self.worker.results()] if self.worker is not None else []
 
     def close(self) -> list[MultimodalResult]:
         """Wait for the worker, stop it; its last results."""
         if self.worker is None:
             return []
         self.worker.wait_idle()
-        results = self.worker.results()
+        results = [_routed(r) for r in self.worker.results()]
         self.worker.close()
         return results
+
+
+def result_payload(result: MultimodalResult) -> str:
+    """The JSON a result goes out as: a query's ranking as it is, else the result."""
+    if result.topic == "query_result":
+        return result.text
+    return json.dumps(result.to_json(), sort_keys=True)
+
+
+def _routed(result: MultimodalResult) -> MultimodalResult:
+    """An answer to a text query goes out on ``query_result``, its text the JSON."""
+    from .zero_shot_qa import QUERY_PREFIX
+
+    if result.topic == "answer" and (result.question or "").startswith(QUERY_PREFIX):
+        return replace(result, topic="query_result")
+    return result

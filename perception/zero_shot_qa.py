@@ -20,6 +20,7 @@ multimodal worker (off the sensor path, rate-limited, newest frame wins):
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +42,10 @@ CLASS_NOUNS = {
 SIGN_CLASSES = ("stop sign", "traffic sign", "sign", "parking meter")
 READ_WORDS = ("say", "says", "read", "written", "text", "label", "sign")
 CONFIRM = 0.3  # an image score at least this confirms a class (or answers "yes")
+# A text query (``SceneQA.query``, the node's ``~/query``) reaches the backend as a
+# question with this prefix; its answer is the ranking as JSON, schema QUERY_SCHEMA.
+QUERY_PREFIX = "\x00rank:"
+QUERY_SCHEMA = "mmp.query/1"
 
 
 @dataclass
@@ -152,7 +157,36 @@ class ZeroShotVLM:
             return said
         return f"{said} Image model {self.name}: " + "; ".join(parts) + "."
 
+    def rank(self, text: str, images: list[np.ndarray], scene: dict[str, Any]) -> dict:
+        """The confirmed tracks and the whole frame ranked by their score for ``text``::
+
+        {"schema": "mmp.query/1", "text": str, "stamp_ns": int, "backend": str,
+         "method": "hierarchy" | "similarity" | "unknown", "wordnet": "nXXXXXXXX",
+         "sense": str, "reason": str (unknown only),
+         "ranked": [{"track_id": int, "class": str, "box_2d": [...], "score": float}],
+         "whole_image": float}"""
+        sense = self._sense(text)
+        stamp = int(scene.get("stamp_ns", 0))
+        doc: dict[str, Any] = {"schema": QUERY_SCHEMA, "text": text, "stamp_ns": stamp,
+                               "backend": self.name, **sense.describe()}  # fmt: skip
+        doc["text"] = text
+        doc.pop("classes", None)
+        if sense.method == UNKNOWN or not images:
+            return {**doc, "ranked": [], "whole_image": None}
+        objects = self._objects(scene)
+        scores = self._scores(images[0], objects, [text], stamp)
+        ranked = [
+            {"track_id": o["track_id"], "class": o["class"], "box_2d": o["box_2d"],
+             "score": round(scores[(o["track_id"], text)], 4)}
+            for o in objects
+        ]  # fmt: skip
+        ranked.sort(key=lambda r: -r["score"])
+        whole = self._whole_image(images, text)
+        return {**doc, "ranked": ranked, "whole_image": None if whole is None else round(whole, 4)}
+
     def answer(self, question: str, images: list[np.ndarray], scene: dict[str, Any]) -> str:
+        if question.startswith(QUERY_PREFIX):
+            return json.dumps(self.rank(question[len(QUERY_PREFIX) :], images, scene))
         q = question.lower().strip()
         words = re.findall(r"[a-z]+", q)
         if any(w in words for w in READ_WORDS) and ("what" in words or "read" in words):

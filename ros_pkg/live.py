@@ -40,6 +40,7 @@ OUTPUT_TYPES = {
     "segmentation": "sensor_msgs/msg/Image",
     "label_info": "vision_msgs/msg/LabelInfo",
     "answer": "std_msgs/msg/String",
+    "query_result": "std_msgs/msg/String",
     "scene_caption": "std_msgs/msg/String",
 }
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"

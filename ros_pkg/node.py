@@ -71,6 +71,7 @@ RUNTIME_PREFIXES = (
 OUTPUT_TYPES = {
     "scene_caption": String,
     "answer": String,
+    "query_result": String,
     "detections_2d": Detection2DArray,
     "rejected_2d": Detection2DArray,
     "objects_3d": Detection3DArray,
@@ -131,6 +132,7 @@ class PerceptionNode(Node):
         self._make_subscriptions(own_tf=transforms is None)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_subscription(String, "question", self._on_question, 10)
+        self.create_subscription(String, "query", self._on_query, 10)
         timeout_s = max(self.params["sync.timeout_ms"] / 1e3, 0.02)
         self.create_timer(timeout_s / 2, self._on_clock_tick)
         self.create_timer(self.params["diagnostics.period_s"], self._publish_diagnostics)
@@ -264,6 +266,10 @@ class PerceptionNode(Node):
 
     def _on_question(self, msg: String) -> None:
         self._publish(self.pipeline.ask(str(msg.data)))
+
+    def _on_query(self, msg: String) -> None:
+        """A text: the tracks ranked by it, as JSON on ``query_result`` (mmp.query/1)."""
+        self._publish(self.pipeline.ask(str(msg.data), query=True))
 
     def _publish_diagnostics(self) -> None:
         live = self.latency.summary()

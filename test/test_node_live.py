@@ -45,9 +45,9 @@ from multimodal_perception.ros_pkg.player import play  # noqa: E402
 pytestmark = pytest.mark.slow
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
 NS = "/perception"
-# Every output a frame publishes (captions, answers, the debug image, zone events and
-# open-vocabulary findings are optional: off by default).
-OPTIONAL = ("scene_caption", "answer", "debug_image", "events", "findings")
+# Every output a frame publishes (captions, answers, query results, the debug image, zone
+# events and open-vocabulary findings are optional: off by default).
+OPTIONAL = ("scene_caption", "answer", "debug_image", "events", "findings", "query_result")
 OUTPUTS = {k: v for k, v in OUTPUT_TYPES.items() if k not in OPTIONAL} | {"label_info": LabelInfo}
 TYPESTORE = get_project_typestore()
 
@@ -64,6 +64,7 @@ class Run:
     set_bad: object = None
     got_value: float | None = None
     answers: list = dataclasses.field(default_factory=list)
+    query_results: list = dataclasses.field(default_factory=list)
 
     def final(self) -> dict:
         return final_accounting(self.stdout)
@@ -88,6 +89,7 @@ def _listener(run: Run) -> Node:
         DiagnosticArray, "/diagnostics", lambda m: run.diagnostics.append((time.monotonic(), m)), 50
     )
     node.create_subscription(String, f"{NS}/answer", run.answers.append, 10)
+    node.create_subscription(String, f"{NS}/query_result", run.query_results.append, 10)
     return node
 
 
@@ -137,6 +139,10 @@ def _session(tmp: Path, splice=None, sig: int = signal.SIGTERM, extras: bool = T
             spin_for(listener, 5, lambda: listener.count_subscribers(f"{NS}/question") > 0)
             ask.publish(String(data="how many cars?"))
             spin_for(listener, 10, lambda: bool(run.answers))
+            query = listener.create_publisher(String, f"{NS}/query", 10)
+            spin_for(listener, 5, lambda: listener.count_subscribers(f"{NS}/query") > 0)
+            query.publish(String(data="forklift"))
+            spin_for(listener, 10, lambda: bool(run.query_results))
         run.returncode, run.exit_s, run.stdout = stop_node(proc, sig, listener)
     finally:
         if proc.poll() is None:
@@ -216,6 +222,15 @@ def test_a_question_gets_an_answer(clean_run):
     answer = json.loads(clean_run.answers[0].data)
     assert answer["question"] == "how many cars?" and answer["text"]
     assert answer["stamp_ns"] in _camera_stamps()
+
+
+def test_a_text_query_is_answered_on_query_result(clean_run):
+    """The shipped node runs without an image-text model: the query is answered with why
+    (test_zero_shot_uses.py ranks tracks with the real model)."""
+    (result,) = [json.loads(m.data) for m in clean_run.query_results]
+    assert result["schema"] == "mmp.query/1" and result["text"] == "forklift"
+    assert result["error"] == "text queries need vlm.backend: zero_shot"
+    assert result["stamp_ns"] in _camera_stamps()
 
 
 def test_sigterm_ends_the_node_cleanly(clean_run):

@@ -5,6 +5,7 @@ without the stage and saying so in diagnostics."""
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 
@@ -173,3 +174,48 @@ def test_proposals_are_thing_regions_no_detector_box_covers():
     boxes = np.array([[95, 55, 185, 105]], float)
     found = segment_proposals(labels, names, boxes, min_side=16)
     assert found == [((10, 10, 60, 40), "car"), ((150, 5, 170, 30), "traffic sign")]
+
+
+def test_a_text_query_ranks_the_tracks_and_the_frame(frame):
+    from multimodal_perception.perception.multimodal_worker import MultimodalWorker
+    from multimodal_perception.perception.scene_qa import SceneQA, result_payload
+
+    vlm = ZeroShotVLM(load_zero_shot([], need_classifier()))
+    qa = SceneQA(MultimodalWorker(vlm, rate_hz=0.01))
+    try:
+        qa.offer(S, frame, scene(S))
+        assert qa.query("vehicle") == []  # queued for the worker
+        assert qa.worker.wait_idle(30)
+        results = qa.poll()
+    finally:
+        qa.close()
+    (result,) = [r for r in results if r.topic == "query_result"]
+    doc = json.loads(result_payload(result))
+    assert doc["schema"] == "mmp.query/1" and doc["method"] == "hierarchy"
+    assert doc["wordnet"] == "n04524313" and result.stamp_ns == S
+    ids = [r["track_id"] for r in doc["ranked"]]
+    scores = [r["score"] for r in doc["ranked"]]
+    assert ids[-1] == 3 and scores == sorted(scores, reverse=True)  # the sky crop last
+    assert 0 <= doc["whole_image"] <= 1
+    unknown = vlm.rank("quickly", [frame], scene(S))
+    assert unknown["method"] == "unknown" and unknown["ranked"] == []
+    assert "no WordNet noun" in unknown["reason"]
+
+
+def test_mmp_query_ranks_a_real_bag(capsys):
+    from conftest import CACHE, DATA
+    from multimodal_perception.bagbuild import build_real_bag
+    from multimodal_perception.cli import main
+
+    bag = CACHE / "test_zero_shot_query" / "kitti_raw"  # 40 frames: tracks get confirmed
+    shutil.rmtree(bag.parent, ignore_errors=True)
+    build_real_bag("kitti_raw", DATA, bag)
+    out = CACHE / "test_zero_shot_query" / "out"
+    argv = ["query", str(bag), "vehicle", "--json", "--model-dir", str(need_classifier()),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["text"] == "vehicle" and doc["ranked"]
+    assert all(0 <= r["score"] <= 1 for r in doc["ranked"])
+    vehicles = [r for r in doc["ranked"] if r["class"] in ("car", "truck")]
+    assert vehicles and vehicles[0]["score"] >= 0.5  # the cars and trucks ahead
