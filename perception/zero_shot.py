@@ -20,6 +20,7 @@ text?" when no CLIP directory is configured:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import numpy as np
 
 from .manifest import ModelManifest, available_manifests
 from .runtime import ModelLoadError, OrtBackend, RuntimeOptions, verify_model_file
-from .wordnet import Synset, WordNet
+from .wordnet import Synset, WordNet, WordNetError
 
 MODEL_NAME = "mobilenet_v2_imagenet"
 HIERARCHY, SIMILARITY, UNKNOWN = "hierarchy", "similarity", "unknown"
@@ -219,14 +220,17 @@ class TextResolver:
         return tuple(i + 1 for i, anc in enumerate(self._class_ancestors) if offset in anc)
 
     def resolve(self, text: str) -> TextSense:
-        if "." in text and text.count(".") == 2:  # an explicit sense: "car.n.01"
-            lemma, pos, number = text.rsplit(".", 2)
-            senses = self.wordnet.senses(lemma) if pos == "n" and number.isdigit() else []
-            if 1 <= int(number or 0) <= len(senses):
-                s = senses[int(number) - 1]
-                return self._scored(text, lemma, [s])
-        if text.startswith("n") and len(text) == 9 and text[1:].isdigit():
-            s = self.wordnet.synset(int(text[1:]))
+        explicit = re.fullmatch(r"([^.]+)\.n\.(\d{1,3})", text.strip())  # a sense: "car.n.01"
+        if explicit:
+            lemma, number = explicit.group(1), int(explicit.group(2))
+            senses = self.wordnet.senses(lemma)
+            if 1 <= number <= len(senses):
+                return self._scored(text, lemma, [senses[number - 1]])
+        if re.fullmatch(r"n\d{8}", text.strip()):  # a WordNet id, as ImageNet names them
+            try:
+                s = self.wordnet.synset(int(text.strip()[1:]))
+            except WordNetError:
+                return TextSense(text, UNKNOWN, reason=f"no WordNet noun synset {text.strip()}")
             return self._scored(text, s.words[0], [s])
         found = self.head_noun(text)
         if found is None:

@@ -86,6 +86,9 @@ def test_each_text_says_how_it_is_scored(scorer):
     assert s["ladder"].method == SIMILARITY and "Wu-Palmer" in s["ladder"].reason
     assert s["quickly"].method == UNKNOWN and "no WordNet noun" in s["quickly"].reason
     assert "quickly" in scorer.unknown and "quickly" not in scorer.prompts
+    for odd in ("st. mary.x", "car.n.99", "n99999999", "...", ""):
+        assert scorer.resolver.resolve(odd).method in (UNKNOWN, HIERARCHY, SIMILARITY)
+    assert scorer.resolver.resolve("n99999999").method == UNKNOWN
     # Hierarchy: a car is a vehicle, so "vehicle" holds every class "car" does.
     assert set(s["car"].classes) < set(s["vehicle"].classes)
 
