@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .fusion.consistency import CLASS_MAPS
+from .yaml_io import read_yaml
 
 
 @dataclass(frozen=True)
@@ -46,6 +45,9 @@ def _filter_classes() -> list[str]:
     return sorted({c for mapping in CLASS_MAPS.values() for c in mapping})
 
 
+BACKEND_HELP = (
+    "Findings' scorer: auto (clip with open_vocab.model_dir, else zero_shot), clip, zero_shot"
+)
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("sensors.camera.rate_hz", 10.0, "Nominal camera rate", 1.0, 120.0),
     ParamSpec("sensors.lidar.rate_hz", 10.0, "Nominal lidar rate", 1.0, 50.0),
@@ -249,8 +251,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "vlm.backend",
         "none",
-        "Multimodal model: none (questions answered from the scene), zero_shot (the ImageNet "
-        "classifier of the model directory read through WordNet), transformers, openai",
+        "Multimodal: none (scene answers), zero_shot (ImageNet+WordNet), transformers, openai",
         choices=("none", "zero_shot", "transformers", "openai"),
     ),
     ParamSpec("vlm.model_dir", "", "Local Hugging Face model directory (transformers)"),
@@ -263,13 +264,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("output.rejected", True, "Publish boxes dropped by the filter"),
     ParamSpec("diagnostics.period_s", 1.0, "Diagnostics period (ROS time)", 0.1, 60.0),
     ParamSpec("inspection.zones_file", "", "YAML file of inspection zones and rules ('' = none)"),
-    ParamSpec(
-        "open_vocab.backend",
-        "auto",
-        "Image-text scorer for findings: auto (clip where open_vocab.model_dir is set, else "
-        "zero_shot where the model directory holds mobilenet_v2_imagenet), clip, zero_shot",
-        choices=("auto", "clip", "zero_shot"),
-    ),
+    ParamSpec("open_vocab.backend", "auto", BACKEND_HELP, choices=("auto", "clip", "zero_shot")),
     ParamSpec(
         "open_vocab.model_dir",
         "",
@@ -389,7 +384,7 @@ def load_parameters(path: str | Path | None = None) -> Parameters:
     params = defaults()
     if path is None:
         return params
-    doc = yaml.safe_load(Path(path).read_text()) or {}
+    doc = read_yaml(path, "parameter file") or {}
     if not isinstance(doc, dict):
         raise ParameterError(f"{path}: expected a mapping at the top level")
     sections = [

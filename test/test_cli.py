@@ -160,3 +160,22 @@ def test_replay_prints_progress_and_quiet_silences_it(tmp_path):
     loud = mmp("replay", str(SHIPPED), "--out", str(tmp_path / "a"))
     quiet = mmp("replay", str(SHIPPED), "--out", str(tmp_path / "b"), "--quiet")
     assert "5.0/5.0 s of bag" in loud.stderr and "s of bag" not in quiet.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"/**:\n  ros__parameters:\n    filter: {default_threshold: 0.4\x00}\n",
+         "character #x0000 is not allowed in YAML"),
+        (b"/**:\n  ros__parameters:\n    filter: [1, 2\n", "not valid YAML at line"),
+        (b"\xff\xfe/**: {}\n", "not UTF-8 text"),
+    ],
+    ids=["nul-byte", "unclosed", "not-utf8"],
+)  # fmt: skip
+def test_a_broken_params_file_is_one_line_naming_it_and_exit_2(content, needle, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_bytes(content)
+    result = mmp("replay", str(SHIPPED), "--params", str(params), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0] and str(params) in lines[0], lines
