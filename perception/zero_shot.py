@@ -265,11 +265,9 @@ class ZeroShotScorer:
         self.senses: dict[str, TextSense] = {p: self.resolver.resolve(p) for p in prompts}
         self.unknown = {p: s.reason for p, s in self.senses.items() if s.method == UNKNOWN}
         self.prompts = tuple(p for p in prompts if p not in self.unknown)
-        self._similarity = {
-            p: self.resolver.similarity_vector(s.synset.offset)
-            for p, s in self.senses.items()
-            if s.method == SIMILARITY and s.synset is not None
-        }
+        for s in self.senses.values():  # the Wu-Palmer vectors now, not on the first crop
+            if s.method == SIMILARITY and s.synset is not None:
+                self.resolver.similarity_vector(s.synset.offset)
         self.calls = 0
         self.crops = 0
 
@@ -289,14 +287,20 @@ class ZeroShotScorer:
         return self.score_probabilities(probs)
 
     def score_probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """(crops, prompts) scores from the classifier's (crops, 1 + classes) output."""
         out = np.zeros((len(probs), len(self.prompts)), np.float32)
         for j, prompt in enumerate(self.prompts):
-            sense = self.senses[prompt]
-            if sense.method == HIERARCHY:
-                out[:, j] = probs[:, list(sense.classes)].sum(axis=1)
-            else:
-                out[:, j] = conse_similarity(probs[:, 1:], self._similarity[prompt])
-        return np.clip(out, 0.0, 1.0)
+            out[:, j] = self.sense_scores(probs, self.senses[prompt])
+        return out
+
+    def sense_scores(self, probs: np.ndarray, sense: TextSense) -> np.ndarray:
+        """One sense's score per crop in [0, 1] (0 for a sense the model cannot score)."""
+        if sense.method == HIERARCHY:
+            return np.clip(probs[:, list(sense.classes)].sum(axis=1), 0.0, 1.0)
+        if sense.synset is None:
+            return np.zeros(len(probs), np.float32)
+        sim = self.resolver.similarity_vector(sense.synset.offset)
+        return conse_similarity(probs[:, 1:], sim)
 
 
 def conse_similarity(

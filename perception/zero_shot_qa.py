@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .multimodal import GroundedFallback
-from .zero_shot import HIERARCHY, UNKNOWN, TextSense, ZeroShotScorer, conse_similarity
+from .zero_shot import UNKNOWN, TextSense, ZeroShotScorer
 
 # Detector class names to the noun their image evidence is scored with: for road users
 # the group noun, which separates them from background on real crops (bench_zero_shot:
@@ -110,14 +110,7 @@ class ZeroShotVLM:
         return out
 
     def _score_text(self, probs: np.ndarray, text: str) -> float:
-        sense = self._sense(text)
-        if sense.method == HIERARCHY:
-            return float(probs[0, list(sense.classes)].sum())
-
-        if sense.synset is None:
-            return 0.0
-        sim = self.scorer.resolver.similarity_vector(sense.synset.offset)
-        return float(conse_similarity(probs[:, 1:], sim)[0])
+        return float(self.scorer.sense_scores(probs, self._sense(text))[0])
 
     def _is_kind_of(self, cls: str, text: str) -> bool:
         """Whether a detector class is ``text`` or, in WordNet, a kind of it."""

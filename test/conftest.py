@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -36,6 +37,14 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
+def unavailable(what: str, how: str) -> NoReturn:
+    """Skip saying what is missing and how to get it; under CI, where ``make test``
+    installs everything and ../shared is beside the clone, fail instead."""
+    if in_ci():
+        pytest.fail(f"{what} under CI: {how}")
+    pytest.skip(f"{what}: {how}")
+
+
 def need_rclpy():
     """rclpy and the project's interface packages, or skip saying why; under CI a missing
     ROS 2 is a failure (make test installs it with make ros-env)."""
@@ -44,9 +53,7 @@ def need_rclpy():
         import tf2_msgs.msg  # noqa: F401
         import vision_msgs.msg  # noqa: F401
     except ImportError as exc:
-        if in_ci():
-            pytest.fail(f"ROS 2 is not importable under CI ({exc}): run `make ros-env`")
-        pytest.skip(f"ROS 2 (rclpy) is not installed here ({exc}): `make ros-env` installs it")
+        unavailable(f"ROS 2 (rclpy) is not importable ({exc})", "`make ros-env` installs it")
     return rclpy
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CACHE, DATA, MODELS, in_ci
+from conftest import CACHE, DATA, MODELS, in_ci, unavailable
 from multimodal_perception.cli import main
 from multimodal_perception.perception.runtime import ModelLoadError
 from multimodal_perception.perception.wordnet import WordNet, WordNetError, default_root
@@ -31,16 +31,12 @@ def need_wordnet() -> WordNet:
     try:
         return WordNet()
     except WordNetError as exc:
-        if in_ci():
-            pytest.fail(f"WordNet missing under CI ({exc}): scripts/install-system-deps.sh")
-        pytest.skip(str(exc))
+        unavailable(str(exc), "scripts/install-system-deps.sh installs wordnet-base")
 
 
 def need_classifier() -> Path:
     if not CLASSIFIER.is_dir():
-        if in_ci():
-            pytest.fail(f"{CLASSIFIER} missing under CI (../shared/models beside the clone)")
-        pytest.skip(f"real models absent ({CLASSIFIER}): ../shared is not beside this clone")
+        unavailable(f"real models absent ({CLASSIFIER})", "../shared is not beside this clone")
     return MODELS
 
 
