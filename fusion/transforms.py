@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
-from ..ros_pkg.tf_msgs import StampedTransform, transform_from_matrix
+from ..ros_pkg.tf_msgs import StampedTransform, TransformList, transform_from_matrix
 
 
 class TransformError(LookupError):
@@ -38,6 +38,12 @@ class DisconnectedError(TransformError):
 
 class ExtrapolationError(TransformError):
     reason = "tf_extrapolation"
+
+
+class RejectedFrameError(UnknownFrameError):
+    """The frame is unknown because every transform naming it was refused as invalid."""
+
+    reason = "rejected_transform"
 
 
 @dataclass
@@ -127,6 +133,7 @@ class TransformBuffer:
         self.tolerance_ns = tolerance_ns
         self._edges: dict[str, _Edge] = {}  # child -> edge to its parent
         self._static_cache: dict[tuple[str, str], np.ndarray] = {}
+        self._rejected: dict[str, str] = {}  # child frame -> why its transform was refused
         # The node writes /tf from its subscription thread while the compute thread looks
         # transforms up: every public method holds the lock.
         self._lock = threading.RLock()
@@ -141,6 +148,21 @@ class TransformBuffer:
     def set_transform(self, t: StampedTransform, static: bool = False) -> None:
         with self._lock:
             self._set_transform(t, static)
+            self._rejected.pop(t.child, None)
+
+    def apply(self, transforms: TransformList, static: bool = False) -> None:
+        """One decoded TFMessage: its valid transforms set, its refused ones remembered."""
+        with self._lock:
+            for t in transforms:
+                self.set_transform(t, static)
+            for bad in transforms.rejected:
+                self.reject(bad.parent, bad.child, bad.problem)
+
+    def reject(self, parent: str, child: str, problem: str) -> None:
+        """Remember a refused transform, so a lookup that needs ``child`` names it
+        (until a valid transform for ``child`` arrives)."""
+        with self._lock:
+            self._rejected[child] = f"{parent} -> {child} was refused: {problem}"
 
     def _set_transform(self, t: StampedTransform, static: bool) -> None:
         edge = self._edges.get(t.child)
@@ -198,6 +220,8 @@ class TransformBuffer:
             return cached
         known = self.frames()
         for frame in (target, source):
+            if frame not in known and frame in self._rejected:
+                raise RejectedFrameError(f"frame {frame!r}: {self._rejected[frame]}")
             if frame not in known:
                 raise UnknownFrameError(
                     f"frame {frame!r} is unknown; known frames: {sorted(known) or 'none'}"

@@ -111,8 +111,8 @@ def _radar_payload(msg: Any) -> RadarPoints:
 
 def decode_payload(role: str, msg: Any, stats: TopicStats | None = None) -> Any:
     """The numpy payload of one message of a role (raises the decoders' errors)."""
-    if role in ("tf", "tf_static"):
-        return tf_message_to_transforms(msg)
+    if role in ("tf", "tf_static"):  # all bad: still delivered, so lookups can name them
+        return tf_message_to_transforms(msg, raise_if_all_bad=False)
     if role == "camera_info":
         return camera_info_to_model(msg)
     if role == "camera":
@@ -153,6 +153,9 @@ class Ingest:
             elif role not in ("tf", "tf_static"):
                 stamp = header_stamp_ns(msg, msgtype)
             removed = getattr(payload, "removed", 0)
+            if role in ("tf", "tf_static") and removed and not payload:
+                self._drop(topic, payload.problems[0].reason, payload.problems[0])
+                return Decoded(topic, role, None, payload)  # nothing used; the refusals told
             if removed:  # implausible radar returns, bad transforms: removed, counted
                 stats.notes[payload.removed_reason] += removed
                 stats.last_problem = payload.removed_detail

@@ -170,8 +170,7 @@ class Pipeline:
                 return []
             if decoded.role in ("tf", "tf_static"):
                 if self._tf_owned:
-                    for t in decoded.payload:
-                        self.tf.set_transform(t, static=decoded.role == "tf_static")
+                    self.tf.apply(decoded.payload, static=decoded.role == "tf_static")
                 return []
             if decoded.role == "camera_info":
                 name, info = self.camera_of[topic].name, decoded.payload

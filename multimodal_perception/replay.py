@@ -276,6 +276,10 @@ def _report(
         "detections_per_class": dict(sorted(pipeline.class_counts.items())),
         "filter": dict(sorted(pipeline.filter_counts.items())),
         "sync_resets": pipeline.sync.resets,
+        "degraded": {  # frames published with a part missing, per reason; the newest in words
+            "frames_per_reason": dict(sorted(pipeline.degraded_counts.items())),
+            "last_problem": pipeline.degraded_detail,
+        },
         "models": {
             "detector": pipeline.detector.manifest.name,
             "segmenter": pipeline.segmenter.manifest.name if pipeline.segmenter else None,
@@ -348,6 +352,7 @@ def _markdown(
         "| input topic | in | used | dropped |",
         "|---|---|---|---|",
     ]
+    degraded = report["degraded"]
     for topic, row in sorted(report["inputs"].items()):
         dropped = ", ".join(f"{k} {v}" for k, v in row["dropped"].items()) or "-"
         lines.append(f"| {topic} | {row['in']} | {row['used']} | {dropped} |")
@@ -355,6 +360,8 @@ def _markdown(
         "",
         f"Detections kept per class: {report['detections_per_class']}",
         f"Filter decisions: {report['filter']}",
+        f"Frames degraded per reason: {degraded['frames_per_reason'] or 'none'}"
+        + (f" (last: {degraded['last_problem']})" if degraded["last_problem"] else ""),
         "",
         f"Wall clock: {report['timing']['elapsed_s']} s, "
         f"{report['timing']['frames_per_s']} frames/s",

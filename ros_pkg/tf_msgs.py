@@ -50,6 +50,16 @@ def _frame(value: Any, field: str) -> str:
 REMOVED_REASON = "bad_transforms_removed"
 
 
+@dataclass(frozen=True)
+class RejectedTransform:
+    """A transform refused on its own: the frames it named (as sent) and why, in words
+    naming the field and value, so a lookup that needs it can say so."""
+
+    parent: str
+    child: str
+    problem: str
+
+
 class TransformList(list[StampedTransform]):
     """The valid transforms of one TFMessage, in message order.
 
@@ -63,6 +73,7 @@ class TransformList(list[StampedTransform]):
     ) -> None:
         super().__init__(transforms)
         self.problems: list[MessageError] = list(problems)
+        self.rejected: list[RejectedTransform] = []
 
     @property
     def removed(self) -> int:
@@ -105,29 +116,36 @@ def _transform(t: Any, where: str, limits: MessageLimits) -> StampedTransform:
     return StampedTransform(parent, child, stamp, translation, quat / norm)
 
 
-def tf_message_to_transforms(msg: Any, limits: MessageLimits = DEFAULT_LIMITS) -> TransformList:
+def tf_message_to_transforms(
+    msg: Any, limits: MessageLimits = DEFAULT_LIMITS, *, raise_if_all_bad: bool = True
+) -> TransformList:
     """The valid transforms of a TFMessage; a bad transform is dropped and counted.
 
     A transform with an empty or self-referencing frame id, a NaN/Inf translation or
-    rotation, a zero quaternion or a stamp before 1970 is left out and its error kept in
-    ``TransformList.problems``. A message whose transforms are all bad raises the first
-    error (an empty message is an empty list); over ``limits.max_transforms`` raises
-    :class:`SizeLimitError`.
+    rotation, a zero quaternion or a stamp before 1970 is left out, its error kept in
+    ``TransformList.problems`` and its frames in ``TransformList.rejected``. A message
+    whose transforms are all bad raises the first error (an empty message is an empty
+    list) unless ``raise_if_all_bad`` is False, when it is an empty list with its
+    problems; over ``limits.max_transforms`` raises :class:`SizeLimitError`.
     """
     transforms = msg.transforms
     if len(transforms) > limits.max_transforms:
         raise SizeLimitError(
             TF_MESSAGE, "transforms", len(transforms), f"over the cap of {limits.max_transforms}"
         )
-    out, problems = [], []
+    out, problems, rejected = [], [], []
     for i, t in enumerate(transforms):
         try:
             out.append(_transform(t, f"transforms[{i}]", limits))
         except MessageError as exc:
             problems.append(exc)
-    if problems and not out:
+            frames = (str(getattr(t.header, "frame_id", "")), str(getattr(t, "child_frame_id", "")))
+            rejected.append(RejectedTransform(*(f.lstrip("/") for f in frames), str(exc)))
+    if problems and not out and raise_if_all_bad:
         raise problems[0]
-    return TransformList(out, problems)
+    result = TransformList(out, problems)
+    result.rejected = rejected
+    return result
 
 
 def transforms_to_tf_message(

@@ -41,6 +41,8 @@ class Fault:
     resets: bool = False  # header time goes backwards: the pipeline must reset
     notes: dict[str, str] = field(default_factory=dict)  # topic -> repair counted (still used)
     compress: bool = True
+    degraded: str = ""  # a reason frames must be degraded for, the report naming the problem
+    names: str = ""  # ...with these words in the report's last degraded problem
 
 
 def _replace(msg: Any, **changes: Any) -> Any:
@@ -152,18 +154,24 @@ def _shift_after(records: Records, t_ns: int, delta_s: int) -> Records:
     return out
 
 
-def _tf_value(value: str) -> Callable[[Any], Any]:
+def _tf_value(value: str, index: int = 0) -> Callable[[Any], Any]:
     def change(msg: Any) -> Any:
-        t = msg.transforms[0]
+        t = msg.transforms[index]
         if value == "nan":
             tr = _replace(t.transform.translation, x=float("nan"))
             t = _replace(t, transform=_replace(t.transform, translation=tr))
         else:
             q = _replace(t.transform.rotation, x=0.0, y=0.0, z=0.0, w=0.0)
             t = _replace(t, transform=_replace(t.transform, rotation=q))
-        return _replace(msg, transforms=[t, *msg.transforms[1:]])
+        return _replace(msg, transforms=[*msg.transforms[:index], t, *msg.transforms[index + 1 :]])
 
     return change
+
+
+def _all_tf_nan(msg: Any) -> Any:
+    for i in range(len(msg.transforms)):
+        msg = _tf_value("nan", i)(msg)
+    return msg
 
 
 def _truncate(folder: Path) -> None:
@@ -279,6 +287,13 @@ FAULTS: list[Fault] = [
     Fault("camera_info_size_mismatch", _half_width_info),
     Fault("nonfinite_tf", lambda r: _nth(r, "/tf", 10, _tf_value("nan"))),
     Fault("zero_quaternion_tf", lambda r: _nth(r, "/tf", 10, _tf_value("zero"))),
+    Fault("nonfinite_tf_static_lidar", lambda r: _nth(r, "/tf_static", 0, _tf_value("nan", 1)),
+          notes={"/tf_static": "bad_transforms_removed"},
+          degraded="no_tf_lidar:rejected_transform",
+          names="lidar was refused: tf2_msgs/msg/TFMessage.transforms[1].transform.translation.x"),
+    Fault("all_tf_static_bad", lambda r: _nth(r, "/tf_static", 0, _all_tf_nan),
+          {"/tf_static": "bad_value"}, degraded="no_tf_camera:rejected_transform",
+          names="was refused: tf2_msgs/msg/TFMessage.transforms["),
     Fault("unknown_encoding", _bad_raw(encoding="bogus8"), {RAW: "unsupported_encoding"}),
     Fault("zero_width_image", _bad_raw(width=0, step=0, data=ZERO), {RAW: "bad_layout"}),
     Fault("garbage_jpeg", _camera(_compressed(bytes(range(256)) * 8))),

@@ -53,6 +53,12 @@ def test_fault_kind(fault, clean, tmp_path):
     for topic, note in fault.notes.items():
         assert inputs[topic].get("notes", {}).get(note, 0) >= 1, (topic, inputs[topic])
     assert (report["sync_resets"] >= 1) == fault.resets
+    if fault.degraded:  # every frame degraded for it, and the report says what was refused
+        per_reason = report["degraded"]["frames_per_reason"]
+        sensor = fault.degraded.split(":")[0].removeprefix("no_tf_")
+        missing = per_reason.get(f"no_{sensor}", 0)  # frames before its first message
+        assert per_reason.get(fault.degraded, 0) + missing == report["frames"], per_reason
+        assert fault.names in report["degraded"]["last_problem"], report["degraded"]
     if fault.damage:
         assert report["damage"] and report["damage"][0]["problems"], report["damage"]
     else:
