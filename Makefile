@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: all test demo demo-real live-demo faults sample-bag train-models bench lint clean venv ros-env
+.PHONY: all test demo demo-real live-demo faults sample-bag train-models bench lint clean venv ros-env \
+  regress regress-update
 
 all: test
 
@@ -59,6 +60,14 @@ live-demo: $(STAMP) ros-env
 # table of fault kinds and what became of them.
 faults: $(STAMP)
 	$(BIN)/python -m pytest -q -s test/test_faults.py
+
+# The regression suite: fixed bags replayed and compared with test/regress_baseline.json
+# (the real part where ../shared is present); regress-update rewrites it, listing what moved.
+regress: $(STAMP)
+	$(BIN)/mmp regress
+
+regress-update: $(STAMP)
+	$(BIN)/mmp regress --update
 
 # Bags built from the real recordings in ../shared/data (never committed), replayed with
 # the real models (YOLOX-nano, tiled, and the Cityscapes DeepLab).

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_runs import add_run_commands
 from .cli_tools import (
     _cmd_describe_image,
     _cmd_info,
@@ -109,16 +110,22 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         f"skipped {t['skipped']}, failed {t['failed']}; {t['frames_per_s']} frames/s; "
         f"report {out / 'batch.md'}, {out / 'batch.html'}"
     )
+    if args.baseline:  # the diff against a previous batch, gated when bounds are given
+        from .cli_runs import diff_and_gate
+
+        gated = diff_and_gate(Path(args.baseline), out, out / "diff", args.fail_on)
+        return 1 if t["failed"] or gated else 0
     return 1 if t["failed"] else 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .evaluation import SYNTHETIC_CLASSES, evaluate_output_bag, evaluate_tracking
+    from .evaluation import SYNTHETIC_CLASSES, evaluate_output_bag
     from .labels import load_labels
     from .rig_eval import evaluate_rig, format_rig_scores, rig_input_bag
     from .ros_pkg.bag_io import iter_bag
+    from .tracking_eval import evaluate_tracking
 
     if args.zones:  # a bad zones file fails before any scoring
         from .event_eval import evaluate_bag_events
@@ -275,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--tiled", action="store_true", help="tiled detection")
     bt.add_argument("--set", action="append", help="override a parameter: name=value")
     bt.add_argument("--quiet", action="store_true", help="no progress bar")
+    bt.add_argument("--baseline", help="a previous batch folder: diff against it (DIR/diff)")
+    bt.add_argument("--fail-on", help="with --baseline: gate bounds, as mmp diff --fail-on")
     bt.set_defaults(func=_cmd_batch)
     ev = sub.add_parser("eval", help="score a replay's output.mcap against its ground truth")
     ev.add_argument("outputs", nargs="+", help="replay output directories or output.mcap files")
@@ -353,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="topics, types, counts and header-stamp rates of bags")
     info.add_argument("bags", nargs="+")
     info.set_defaults(func=_cmd_info)
+    add_run_commands(sub)
     return parser
 
 

@@ -147,6 +147,14 @@ class DetectionScorer:
                     score.scored.append((float(det_scores[i]), False))
             score.fn += int((~taken).sum())
 
+    def merge(self, other: DetectionScorer) -> None:
+        """Add another scorer's frames (same classes and IoU) to this one."""
+        for cls, score in other.scores.items():
+            mine = self.scores[cls]
+            mine.tp, mine.fp, mine.fn = mine.tp + score.tp, mine.fp + score.fp, mine.fn + score.fn
+            mine.n_gt += score.n_gt
+            mine.scored += score.scored
+
     def table(self) -> list[tuple[str, int, int, int, float, float, float]]:
         rows = []
         for cls in self.classes:
@@ -207,6 +215,16 @@ class BagScores:
     frames: int
 
 
+@dataclass
+class FrameScores:
+    """One frame's scores: fresh scorers holding only it (merge them to pool frames)."""
+
+    stamp_ns: int
+    before: DetectionScorer
+    after: DetectionScorer
+    center_errors: list[tuple[str, float, int]]
+
+
 def evaluate_output_bag(
     path: str | Path | Sequence[str | Path],
     vocabulary: tuple[str, ...] | None = None,
@@ -220,6 +238,27 @@ def evaluate_output_bag(
     ``path`` may be several bags (e.g. the input bag with the ground truth and the
     replay's output), joined on header stamps; ``topics`` overrides the topic of a role
     of ``OUTPUT_BAG_TOPICS`` (one camera of a rig reads its own topics)."""
+    vocab = vocabulary or ROAD_USER_CLASSES
+    before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
+    errors: list[tuple[str, float, int]] = []
+    frames = 0
+    for frame in score_frames(path, vocab, iou, labels, topics):
+        frames += 1
+        before.merge(frame.before)
+        after.merge(frame.after)
+        errors += frame.center_errors
+    return BagScores(before, after, errors, frames)
+
+
+def score_frames(
+    path: str | Path | Sequence[str | Path],
+    vocabulary: tuple[str, ...],
+    iou: float = 0.5,
+    labels: dict[int, Any] | None = None,
+    topics: Mapping[str, str] | None = None,
+) -> list[FrameScores]:
+    """Every frame with outputs and ground truth scored on its own, in stamp order (the
+    unit :func:`evaluate_output_bag` pools and ``mmp diff`` resamples)."""
     from .ros_pkg.bag_io import iter_bag
     from .ros_pkg.outputs import detection2d_array_to_arrays
 
@@ -229,16 +268,15 @@ def evaluate_output_bag(
     for rec in iter_bag(paths, list(wanted)):
         stamp = rec.msg.header.stamp.sec * 1_000_000_000 + rec.msg.header.stamp.nanosec
         by_stamp[stamp][wanted[rec.topic]] = rec.msg
-    vocab = vocabulary or ROAD_USER_CLASSES
-    before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
-    errors: list[tuple[str, float, int]] = []
-    frames = 0
-    for stamp, parts in by_stamp.items():
+    vocab = vocabulary
+    out: list[FrameScores] = []
+    for stamp, parts in sorted(by_stamp.items()):
         if "kept" not in parts or (
             stamp not in labels if labels is not None else "gt2d" not in parts
         ):
             continue
-        frames += 1
+        before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
+        errors: list[tuple[str, float, int]] = []
         if labels is not None:
             gt_all, names = labels[stamp].boxes, labels[stamp].classes
         else:
@@ -256,7 +294,7 @@ def evaluate_output_bag(
         all_scores = kept.scores if rej is None else np.concatenate([kept.scores, rej.scores])
         before.add_frame(gt_boxes, gt_classes, all_boxes, all_classes, all_scores, ignore)
         if "gt3d" in parts and "out3d" in parts:
-            out = [
+            found = [
                 (
                     d.results[0].hypothesis.class_id,
                     np.array([d.bbox.center.position.x, d.bbox.center.position.y]),
@@ -266,120 +304,8 @@ def evaluate_output_bag(
             for k, d in enumerate(parts["gt3d"].detections):
                 cls = _gt_class(d.results[0].hypothesis.class_id, vocab)
                 c = np.array([d.bbox.center.position.x, d.bbox.center.position.y])
-                same = [np.linalg.norm(o - c) for oc, o in out if oc == cls]
+                same = [np.linalg.norm(o - c) for oc, o in found if oc == cls]
                 if cls and same and min(same) < 3.0:
                     errors.append((cls, float(min(same)), k))
-    return BagScores(before, after, errors, frames)
-
-
-@dataclass
-class TrackingScores:
-    frames: int = 0
-    gt: int = 0
-    matches: int = 0
-    misses: int = 0
-    false_positives: int = 0
-    id_switches: int = 0
-    velocity_errors: list[float] = field(default_factory=list)  # objects seen by radar
-    velocity_errors_no_radar: list[float] = field(default_factory=list)
-    ids_per_gt: dict[int, list[int]] = field(default_factory=dict)  # GT id -> track ids seen
-
-    @property
-    def mota(self) -> float:
-        return 1.0 - (self.misses + self.false_positives + self.id_switches) / max(self.gt, 1)
-
-    def format(self, title: str) -> str:
-        v = np.asarray(self.velocity_errors)
-        w = np.asarray(self.velocity_errors_no_radar)
-        return (
-            f"{title}: {self.frames} frames, {self.gt} GT objects, MOTA {self.mota:.3f}, "
-            f"{self.matches} matched, {self.misses} missed, {self.false_positives} false, "
-            f"{self.id_switches} id switches; velocity error median "
-            f"{np.median(v) if v.size else float('nan'):.2f} m/s with radar ({v.size}), "
-            f"{np.median(w) if w.size else float('nan'):.2f} m/s without ({w.size})"
-        )
-
-
-def evaluate_tracking(
-    path: str | Path,
-    max_range: float = 50.0,
-    min_pixels: int = 200,
-    gate_m: float = 2.0,
-    gate_per_m: float = 0.06,
-    t_min: float = 0.0,
-) -> TrackingScores:
-    """CLEAR-MOT on a replay of a synthetic bag: confirmed tracks against the exact ground
-    truth (/ground_truth/scene), matched by bird's-eye distance in base_link (gate: the
-    larger of ``gate_m`` and ``gate_per_m`` x range) with the Hungarian method. GT objects
-    count when visible (``min_pixels``) within ``max_range``; outputs near GT objects that
-    do not count are ignored, not false."""
-    import json
-
-    from scipy.optimize import linear_sum_assignment
-
-    from .ros_pkg.bag_io import iter_bag
-
-    gt_by: dict[int, dict] = {}
-    out_by: dict[int, dict] = {}
-    for rec in iter_bag(Path(path), ["/ground_truth/scene", "/multimodal_perception/scene"]):
-        scene = json.loads(rec.msg.data)
-        (gt_by if rec.topic == "/ground_truth/scene" else out_by)[scene["stamp_ns"]] = scene
-    scores = TrackingScores()
-    last_track: dict[int, int] = {}
-    for stamp in sorted(out_by):
-        gt_scene, out_scene = gt_by.get(stamp), out_by[stamp]
-        if gt_scene is None or gt_scene["t"] < t_min:
-            continue
-        scores.frames += 1
-        gts = [o for o in gt_scene["objects"] if o["range_m"] <= max_range]
-        counted = [o for o in gts if o["visible_pixels"] >= min_pixels]
-        outs = [
-            o
-            for o in out_scene["objects"]
-            if o["confirmed"] and o["center"] is not None and o["range_m"] <= max_range + 10.0
-        ]
-        scores.gt += len(counted)
-        cost = np.full((len(gts), len(outs)), 1e6)
-        for i, g in enumerate(gts):
-            for j, o in enumerate(outs):
-                d = float(
-                    np.hypot(
-                        g["center_base"][0] - o["center"][0], g["center_base"][1] - o["center"][1]
-                    )
-                )
-                if d <= max(gate_m, gate_per_m * g["range_m"]):
-                    cost[i, j] = d
-        rows, cols = linear_sum_assignment(cost) if len(gts) and len(outs) else ([], [])
-        matched_out = set()
-        matched_counted = set()
-        for i, j in zip(rows, cols, strict=True):
-            if cost[i, j] >= 1e6:
-                continue
-            matched_out.add(j)
-            g, o = gts[i], outs[j]
-            if g["visible_pixels"] < min_pixels:
-                continue  # matched to a GT object that does not count: ignored
-            matched_counted.add(g["track_id"])
-            scores.matches += 1
-            previous = last_track.get(g["track_id"])
-            if previous is not None and previous != o["track_id"]:
-                scores.id_switches += 1
-            last_track[g["track_id"]] = o["track_id"]
-            scores.ids_per_gt.setdefault(g["track_id"], [])
-            if o["track_id"] not in scores.ids_per_gt[g["track_id"]]:
-                scores.ids_per_gt[g["track_id"]].append(o["track_id"])
-            if o["velocity"] is not None:
-                err = float(
-                    np.hypot(
-                        o["velocity"][0] - g["velocity_base"][0],
-                        o["velocity"][1] - g["velocity_base"][1],
-                    )
-                )
-                (
-                    scores.velocity_errors
-                    if "radar" in o["sensors"]
-                    else scores.velocity_errors_no_radar
-                ).append(err)
-        scores.misses += sum(1 for g in counted if g["track_id"] not in matched_counted)
-        scores.false_positives += sum(1 for j in range(len(outs)) if j not in matched_out)
-    return scores
+        out.append(FrameScores(stamp, before, after, errors))
+    return out

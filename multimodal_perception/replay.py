@@ -48,6 +48,7 @@ from .ros_pkg.bag_io import (
 )
 from .ros_pkg.factory import RosbagsFactory
 from .ros_pkg.typestore import get_project_typestore
+from .run_versions import run_versions
 from .topics import resolve_topics
 
 NAMESPACE = "/multimodal_perception"
@@ -132,7 +133,7 @@ def replay(
     scene_count = 0
     answers: list[dict[str, Any]] = []
     picture_paths: list[str] = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     first_stamp: int | None = None
     asked_at = 0
     with BagWriter(tmp, background=True) as writer:
@@ -192,7 +193,7 @@ def replay(
         for text in queries or ():
             emit(pipeline.ask(text, query=True))
         emit(pipeline.close())
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     # DIR itself is the rosbag2 bag (metadata.yaml + output.mcap beside the reports), so
     # `ros2 bag play DIR` and rosbags' AnyReader(DIR) open it, and DIR/output.mcap too.
     for name in ("output.mcap", "metadata.yaml"):
@@ -202,6 +203,9 @@ def replay(
     for d in damage:
         lost.update(d.lost)
     report = _report(pipeline, bags, not_subscribed, corrupt, lost, scene_count, elapsed)
+    report["timing"]["cpu_s"] = round(cpu, 3)  # the process, all threads: differs between runs
+    report["timing"]["cpu_ms_per_frame"] = round(cpu * 1e3 / max(pipeline.frames, 1), 3)
+    report["versions"] = run_versions(pipeline.params, pipeline.models)
     report["damage"] = [d.to_json() for d in damage]
     report["pictures"] = picture_paths
     report["multimodal"] = answers

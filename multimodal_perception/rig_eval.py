@@ -12,7 +12,7 @@ replay's ``output.mcap``; the two are joined on header stamps (``stamp_ns`` for 
   (``fusion.tracking.CLASS_GROUPS``). A GT object counts when some camera boxed it in the
   last rig cycle: a ``/ground_truth/<camera>/boxes_2d`` stamped in [stamp - window, stamp].
   An output matched to a GT object that does not count is ignored (neither true nor false,
-  as in ``evaluate_tracking``). An unmatched output within ``match_m`` of a matched GT
+  as in ``tracking_eval.evaluate_tracking``). An unmatched output within ``match_m`` of a matched GT
   object of its group is a duplicate: a second report of one physical object; it is also
   a false positive. Duplicate rate = duplicates / scored outputs (matched + false).
 """

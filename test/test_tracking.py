@@ -12,12 +12,10 @@ import pytest
 
 from conftest import CACHE, DATA, MODELS, need_data
 from multimodal_perception.bagbuild import build_real_bag
-from multimodal_perception.evaluation import (
-    evaluate_tracking,
-)
 from multimodal_perception.fusion.tracking import Measurement, Tracker
 from multimodal_perception.replay import replay
 from multimodal_perception.sim.bag import SyntheticConfig, write_synthetic_bag
+from multimodal_perception.tracking_eval import evaluate_tracking
 
 
 def test_tracker_keeps_ids_through_a_crossing_and_estimates_velocity():
