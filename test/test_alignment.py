@@ -359,3 +359,23 @@ def test_ego_motion_compensation_moves_static_points():
     np.testing.assert_allclose(out.points[0], seen_at(t_cam), atol=1e-9)
     skipped = compensate(seen_at(t_lidar)[None], "radar", t_lidar, t_cam, tf)
     assert not skipped.applied and "unknown_frame" in skipped.reason
+
+
+def test_a_refused_transform_is_named_by_the_lookup_until_a_valid_one_arrives():
+    from multimodal_perception.fusion.transforms import RejectedFrameError
+    from multimodal_perception.ros_pkg.tf_msgs import RejectedTransform, TransformList
+
+    buffer = TransformBuffer()
+    good = StampedTransform("base_link", "camera", 0, np.zeros(3), np.array([0, 0, 0, 1.0]))
+    refused = TransformList([good])
+    refused.rejected = [RejectedTransform("base_link", "lidar", "translation.x=nan: not finite")]
+    buffer.apply(refused, static=True)
+    buffer.lookup("base_link", "camera")
+    with pytest.raises(RejectedFrameError, match=r"base_link -> lidar was refused: translation\.x"):
+        buffer.lookup("camera", "lidar")
+    with pytest.raises(UnknownFrameError) as unrelated:  # a frame never sent: plain unknown
+        buffer.lookup("camera", "radar")
+    assert unrelated.value.reason == "unknown_frame"
+    lidar = StampedTransform("base_link", "lidar", 0, np.ones(3), np.array([0, 0, 0, 1.0]))
+    buffer.set_transform(lidar, static=True)
+    assert np.allclose(buffer.lookup("base_link", "lidar")[:3, 3], 1.0)
