@@ -110,18 +110,25 @@ def _version_line(v: dict[str, Any] | None) -> str:
     return f"{commit}, params {str(v.get('parameters_sha256'))[:8]}, {models}"
 
 
-def _camera_image(run: BagRun, stamp_ns: int) -> np.ndarray | None:
+def camera_images(run: BagRun, stamps: set[int]) -> dict[int, np.ndarray]:
+    """The camera images of ``stamps`` from a run's output bag, in one pass."""
     inputs = run.report.get("inputs", {})
     cameras = [topic for topic, row in inputs.items() if row.get("role") == "camera"]
+    images: dict[int, np.ndarray] = {}
+    if not stamps or not cameras:
+        return images
     for rec in iter_bag(run.out_dir / "output.mcap", cameras[:1]):
         msg = rec.msg
-        if msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec != stamp_ns:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        if stamp not in stamps:
             continue
         try:
-            return compressed_to_bgr8(msg) if hasattr(msg, "format") else image_to_bgr8(msg)
-        except Exception:
+            images[stamp] = (
+                compressed_to_bgr8(msg) if hasattr(msg, "format") else image_to_bgr8(msg)
+            )
+        except Exception:  # a picture is best effort; the tables stand
             continue
-    return None
+    return images
 
 
 def _draw(image: np.ndarray, boxes: np.ndarray, colours: list[tuple[int, int, int]], label: str):
@@ -132,10 +139,7 @@ def _draw(image: np.ndarray, boxes: np.ndarray, colours: list[tuple[int, int, in
     return out
 
 
-def picture(a: BagRun, b: BagRun, stamp_ns: int) -> np.ndarray | None:
-    image = _camera_image(a, stamp_ns)
-    if image is None:
-        return None
+def picture(a: BagRun, b: BagRun, stamp_ns: int, image: np.ndarray) -> np.ndarray:
     fa, fb = a.outputs[stamp_ns], b.outputs[stamp_ns]
     pairs, removed, added = compare_frame(fa, fb)
     left, right = [GREY] * len(fa.classes), [GREY] * len(fb.classes)
@@ -180,10 +184,12 @@ def write_diff(
         md += ["Messages (A->B): " + "; ".join(" ".join(r) for r in rows), ""]
         html.append("<p>Messages (A->B): " + "<br>".join(_e(" ".join(r)) for r in rows) + "</p>")
         pics = []
-        for change in most_changed(bag, pictures):
-            image = picture(a[bag.name], b[bag.name], change.stamp_ns)
-            if image is None:
+        changes = most_changed(bag, pictures)
+        images = camera_images(a[bag.name], {c.stamp_ns for c in changes})
+        for change in changes:
+            if change.stamp_ns not in images:
                 continue
+            image = picture(a[bag.name], b[bag.name], change.stamp_ns, images[change.stamp_ns])
             path = out_dir / f"{bag.name}_{change.stamp_ns}.jpg"
             cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 85])
             caption = (f"stamp {change.stamp_ns}: +{change.added} -{change.removed} "

@@ -138,7 +138,9 @@ class Ingest:
         self.stats: dict[str, TopicStats] = defaultdict(TopicStats)
 
     def decode(self, topic: str, msg: Any) -> Decoded | None:
-        """None for a topic of no role (not counted) or a message dropped (counted)."""
+        """None for a topic of no role (not counted) or a message dropped (counted); a
+        TFMessage whose transforms were all refused is counted dropped but still returned
+        (empty, with its ``rejected``), so the buffer can name them in lookups."""
         role = self.roles.get(topic)
         if role is None:
             return None

@@ -14,6 +14,7 @@ scored per run and not per frame, have point values only.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,24 +223,11 @@ def _ap50(which: str) -> Callable[[FrameSet, np.ndarray], np.ndarray]:
             per_class.append(weighted_ap(hits, frame_of, n_gt, W))
         if not per_class:
             return np.full(W.shape[0], np.nan)
-        with np.errstate(invalid="ignore"), _quiet():
+        with warnings.catch_warnings():  # an all-NaN replicate is NaN, which is the answer
+            warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(np.vstack(per_class), axis=0)
 
     return compute
-
-
-class _quiet:
-    """nanmean of an all-NaN column warns; that column is NaN, which is the answer."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
 
 
 def _weighted_percentile(values: np.ndarray, frame_of: np.ndarray, W: np.ndarray, q: float):
