@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
+from .box_fit import fit_rectangle
 from .ground import GroundModel, fit_ground
 from .kernels import box_points, cluster_summary, dbscan_labels
 from .projection import Projection, frustum_candidates, project_points
@@ -52,6 +53,10 @@ class Object3D:
     # the centre was carried to the frame's stamp by its track's velocity.
     lidar_age_ms: float = 0.0
     carried_by_track: bool = False
+    # How centre, size and yaw were found: "l_shape" (vehicles: ``box_fit``),
+    # "min_area_rect" (vehicles with too few points for it), "centroid" (people, bikes),
+    # "ground_ray" (camera only).
+    fit: str = ""
 
     @property
     def range_m(self) -> float:
@@ -66,6 +71,9 @@ class LidarFrame:
     projection: Projection  # their projection into the camera image
     ground: GroundModel | None
     fy: float = 0.0  # the camera's vertical focal length, px
+    sensor_xy: np.ndarray | None = None  # the lidar's origin in base_link (what it sees)
+    camera: CameraModel | None = None  # for the bearings of a box's edges
+    T_base_cam: np.ndarray | None = None
 
 
 def prepare_lidar(
@@ -92,7 +100,10 @@ def prepare_lidar(
     plane = isinstance(ground, GroundModel)
     normal, d = (np.array(ground.normal, float), ground.d) if plane else (np.zeros(0), 0.0)
     sub = gather_above(base, rows, normal, float(d), float(ground_clearance))
-    return LidarFrame(sub, project_points(sub, T_cam_base, camera), ground, float(camera.K[1, 1]))
+    return LidarFrame(
+        sub, project_points(sub, T_cam_base, camera), ground, float(camera.K[1, 1]),
+        np.asarray(T_base_lidar, float)[:2, 3].copy(), camera, np.linalg.inv(T_cam_base),
+    )  # fmt: skip
 
 
 def _footprint(points: np.ndarray, prior: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
@@ -146,8 +157,10 @@ def object_from_lidar(
     eps: float = 0.6,
     min_points: int = 3,
     max_points: int = 500,
+    vehicle_fit: str = "l_shape",
 ) -> Object3D | None:
-    """The object inside ``box`` from the frame's projected lidar; None if no cluster."""
+    """The object inside ``box`` from the frame's projected lidar; None if no cluster.
+    ``vehicle_fit``: ``l_shape`` or ``min_area_rect`` (``_vehicle_footprint``)."""
     proj = frame.projection
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
@@ -204,8 +217,9 @@ def object_from_lidar(
             np.array(prior[:2]),
             float(bearing),
         )
+        fit = "centroid"
     else:
-        centre_xy, size_lw, yaw = _footprint(cluster, prior)
+        centre_xy, size_lw, yaw, fit = _vehicle_footprint(cluster, prior, box, frame, vehicle_fit)
     z_top = float(cluster[:, 2].max())
     z_bottom = float(cluster[:, 2].min())
     if frame.ground is not None:  # objects stand on the ground
@@ -226,6 +240,57 @@ def object_from_lidar(
         yaw,
         "lidar",
         int(cluster.shape[0]),
+        fit=fit,
+    )
+
+
+def _vehicle_footprint(
+    cluster: np.ndarray,
+    prior: tuple[float, float, float],
+    box: np.ndarray,
+    frame: LidarFrame,
+    method: str = "l_shape",
+) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """A vehicle's bird's-eye centre, (length, width) and yaw: the L-shape fit
+    (``box_fit``) constrained by the box's bearings; the minimum-area rectangle when the
+    cluster has too few points for it, or when ``method`` says so."""
+    if method == "min_area_rect":
+        centre_xy, size_lw, yaw = _footprint(cluster, prior)
+        return centre_xy, size_lw, yaw, "min_area_rect"
+    span, camera_xy = None, None
+    if frame.camera is not None and frame.T_base_cam is not None:
+        v = 0.5 * (float(box[1]) + float(box[3]))
+        origin, rays = pixel_rays(
+            frame.camera, frame.T_base_cam, np.array([[box[0], v], [box[2], v]], float)
+        )
+        camera_xy = origin[:2]
+        span = (math.atan2(rays[0, 1], rays[0, 0]), math.atan2(rays[1, 1], rays[1, 0]))
+    sensor_xy = frame.sensor_xy if frame.sensor_xy is not None else np.zeros(2)
+    rect = fit_rectangle(cluster[:, :2], prior[:2], sensor_xy, camera_xy, span)
+    if rect is None:
+        centre_xy, size_lw, yaw = _footprint(cluster, prior)
+        return centre_xy, size_lw, yaw, "min_area_rect"
+    return rect.center, np.array([rect.length, rect.width]), rect.yaw, "l_shape"
+
+
+def pixel_rays(
+    camera: CameraModel, T_base_cam: np.ndarray, uv: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The camera centre and the rays through pixels ``uv`` (M, 2), in base_link (through
+    R and P for a rectified image, K and D for a raw one: ``CameraModel.is_rectified``)."""
+    uv = np.asarray(uv, np.float64).reshape(-1, 2)
+    origin_cam = np.zeros(3)
+    if camera.is_rectified:  # P = P3 [I | P3^-1 p4] on the rectified frame (R: cam -> rect)
+        homog = np.hstack([uv, np.ones((len(uv), 1))])
+        rays_cam = np.linalg.solve(camera.P[:, :3], homog.T).T @ camera.R
+        origin_cam = -camera.R.T @ np.linalg.solve(camera.P[:, :3], camera.P[:, 3])
+    else:
+        d = camera.D if camera.distortion_model != "equidistant" else None
+        und = cv2.undistortPoints(uv[:, None, :], camera.K, d).reshape(-1, 2)
+        rays_cam = np.hstack([und, np.ones((len(und), 1))])
+    return (
+        T_base_cam[:3, :3] @ origin_cam + T_base_cam[:3, 3],
+        rays_cam @ T_base_cam[:3, :3].T,
     )
 
 
@@ -239,19 +304,10 @@ def object_from_camera(
     T_base_cam: np.ndarray,
     ground: GroundModel | None = None,
 ) -> Object3D | None:
-    """Camera-only estimate: the box's bottom centre cast onto the ground plane (through
-    R and P for a rectified image, K and D for a raw one: ``CameraModel.is_rectified``)."""
-    u, v = (box[0] + box[2]) / 2, box[3]
-    origin_cam = np.zeros(3)
-    if camera.is_rectified:  # P = P3 [I | P3^-1 p4] on the rectified frame (R: cam -> rect)
-        ray_cam = camera.R.T @ np.linalg.solve(camera.P[:, :3], [u, v, 1.0])
-        origin_cam = -camera.R.T @ np.linalg.solve(camera.P[:, :3], camera.P[:, 3])
-    else:
-        d = camera.D if camera.distortion_model != "equidistant" else None
-        und = cv2.undistortPoints(np.array([[[u, v]]], np.float64), camera.K, d)
-        ray_cam = np.array([und[0, 0, 0], und[0, 0, 1], 1.0])
-    ray = T_base_cam[:3, :3] @ ray_cam
-    origin = T_base_cam[:3, :3] @ origin_cam + T_base_cam[:3, 3]
+    """Camera-only estimate: the box's bottom centre cast onto the ground plane
+    (``pixel_rays``)."""
+    origin, rays = pixel_rays(camera, T_base_cam, np.array([[(box[0] + box[2]) / 2, box[3]]]))
+    ray = rays[0]
     normal, d = (ground.normal, ground.d) if ground is not None else (np.array([0, 0, 1.0]), 0.0)
     denom = float(normal @ ray)
     if denom >= -1e-6:  # the ray does not go down to the ground
@@ -265,4 +321,4 @@ def object_from_camera(
     # The contact point is on the near face: the centre lies half a length further away.
     centre = contact + np.array([np.cos(bearing), np.sin(bearing), 0.0]) * prior[0] / 2
     centre[2] = contact[2] + prior[2] / 2
-    return Object3D(centre, prior, float(bearing), "camera_only", 0)
+    return Object3D(centre, prior, float(bearing), "camera_only", 0, fit="ground_ray")

@@ -80,7 +80,7 @@ def rider_object(person: Object3D, bike: Object3D) -> Object3D:
     size = np.array([max(bike.size[0], person.size[0]), max(bike.size[1], person.size[1]),
                      top - bottom])  # fmt: skip
     source = "lidar" if "lidar" in (person.source, bike.source) else bike.source
-    return Object3D(centre, size, bike.yaw, source, person.points + bike.points)
+    return Object3D(centre, size, bike.yaw, source, person.points + bike.points, fit=bike.fit)
 
 
 DUPLICATE_DISTANCE_M = 1.0  # bird's-eye distance between 3D centres ...
@@ -106,14 +106,18 @@ def build_objects(
     T_base_cam: np.ndarray | None,
     mask_ok: dict[int, np.ndarray | None],
     dbscan_eps: float,
+    vehicle_fit: str = "l_shape",
 ) -> dict[int, Object3D]:
     """A 3D object per kept box: from its lidar cluster, else cast onto the ground from
-    the camera; boxes with neither are left out."""
+    the camera; boxes with neither are left out. ``vehicle_fit``: ``fusion.vehicle_fit``."""
     objects: dict[int, Object3D] = {}
     for i in kept:
         obj = None
         if lidar is not None:
-            obj = object_from_lidar(boxes[i], classes[i], lidar, mask_ok.get(i), eps=dbscan_eps)
+            obj = object_from_lidar(
+                boxes[i], classes[i], lidar, mask_ok.get(i), eps=dbscan_eps,
+                vehicle_fit=vehicle_fit,
+            )  # fmt: skip
         if obj is None and camera is not None and T_base_cam is not None:
             ground = lidar.ground if lidar is not None else None
             obj = object_from_camera(boxes[i], classes[i], camera, T_base_cam, ground)

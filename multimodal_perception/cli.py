@@ -159,11 +159,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(scores.before.format(f"{path}: all detector boxes (before the filter)"))
         print(scores.after.format(f"{path}: kept boxes (after the filter)"))
         if scores.center_errors:
-            errors = [e for _, e, _ in scores.center_errors]
+            errors = [e.center_m for e in scores.center_errors]
             print(
                 f"  3D centre error: median {np.median(errors):.2f} m over {len(errors)} "
                 "matched objects"
             )
+            print(scores.format_3d())
         if synthetic and not args.gt:  # tracking needs the world's track ids
             print("  " + evaluate_tracking(path).format("tracking"))
         if args.zones:  # inspection events against the world's true actor states

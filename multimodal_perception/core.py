@@ -205,7 +205,7 @@ class FrameCore:
         T_base_cam = np.linalg.inv(frame.T_cam_base) if frame.T_cam_base is not None else None
         objects = build_objects(
             det.boxes, classes, kept, lidar, frame.camera, T_base_cam, mask_ok,
-            float(p["fusion.dbscan_eps"]),
+            float(p["fusion.dbscan_eps"]), p["fusion.vehicle_fit"],
         )  # fmt: skip
         kept, duplicates = deduplicate(det.boxes, det.scores, classes, kept, objects)
         objects = {i: objects[i] for i in kept if i in objects}

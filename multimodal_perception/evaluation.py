@@ -7,11 +7,13 @@ real models); a dataset label mapped to ``None`` is not a road user and is ignor
 
 from __future__ import annotations
 
+import json
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -48,6 +50,7 @@ OUTPUT_BAG_TOPICS = {
     "kept": "/multimodal_perception/detections_2d",
     "rejected": "/multimodal_perception/rejected_2d",
     "out3d": "/multimodal_perception/objects_3d",
+    "scene": "/multimodal_perception/scene",
 }
 
 
@@ -207,12 +210,38 @@ def _gt_class(name: str, vocabulary: tuple[str, ...]) -> str | None:
     return mapped if mapped in vocabulary else None
 
 
+class ObjectError(NamedTuple):
+    """A ground-truth object matched in 3D (nearest output of its class within 3 m)."""
+
+    cls: str
+    center_m: float  # bird's-eye centre error
+    gt_index: int
+    yaw_deg: float  # heading error modulo 180 degrees (a footprint has no front), in [0, 90]
+    fit: str = ""  # how the output's footprint was found (``Object3D.fit``), when published
+
+
 @dataclass
 class BagScores:
     before: DetectionScorer  # every box the detector gave (kept + rejected by the filter)
     after: DetectionScorer  # boxes the filter kept
-    center_errors: list[tuple[str, float, int]]  # (class, BEV centre error m, GT id)
+    center_errors: list[ObjectError]
     frames: int
+
+    def format_3d(self) -> str:
+        """Per-class 3D error lines: matched objects, centre error median / p90, yaw error
+        median (and the footprint methods used, where the output names them)."""
+        lines = []
+        for cls in sorted({e.cls for e in self.center_errors}):
+            errs = [e for e in self.center_errors if e.cls == cls]
+            c = np.array([e.center_m for e in errs])
+            y = np.array([e.yaw_deg for e in errs])
+            fits = sorted({e.fit for e in errs if e.fit})
+            lines.append(
+                f"  {cls:12} {len(errs):4d} matched  centre median {np.median(c):.2f} m  "
+                f"p90 {np.percentile(c, 90):.2f} m  yaw median {np.median(y):.1f} deg"
+                + (f"  ({', '.join(fits)})" if fits else "")
+            )
+        return "\n".join(lines)
 
 
 @dataclass
@@ -222,7 +251,34 @@ class FrameScores:
     stamp_ns: int
     before: DetectionScorer
     after: DetectionScorer
-    center_errors: list[tuple[str, float, int]]
+    center_errors: list[ObjectError]
+
+
+def _scene_json(msg: Any) -> dict[str, Any] | None:
+    try:
+        scene = json.loads(msg.data)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return scene if isinstance(scene, dict) else None
+
+
+def _fits(scene: dict[str, Any] | None) -> dict[str, str]:
+    """Track id -> footprint method, from the frame's scene (older runs name none)."""
+    objects = (scene or {}).get("objects") or []
+    return {
+        str(o["track_id"]): o["fit"]
+        for o in objects
+        if isinstance(o, dict) and o.get("fit") and o.get("track_id") is not None
+    }
+
+
+def _yaw(d: Any) -> float:
+    q = d.bbox.center.orientation
+    return 2.0 * math.atan2(q.z, q.w)
+
+
+def _yaw_error_deg(a: float, b: float) -> float:
+    return abs(math.degrees((a - b + math.pi / 2) % math.pi - math.pi / 2))
 
 
 def evaluate_output_bag(
@@ -240,7 +296,7 @@ def evaluate_output_bag(
     of ``OUTPUT_BAG_TOPICS`` (one camera of a rig reads its own topics)."""
     vocab = vocabulary or ROAD_USER_CLASSES
     before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
-    errors: list[tuple[str, float, int]] = []
+    errors: list[ObjectError] = []
     frames = 0
     for frame in score_frames(path, vocab, iou, labels, topics):
         frames += 1
@@ -266,8 +322,14 @@ def score_frames(
     wanted = {topic: role for role, topic in {**OUTPUT_BAG_TOPICS, **(topics or {})}.items()}
     paths = [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
     for rec in iter_bag(paths, list(wanted)):
+        role = wanted[rec.topic]
+        if role == "scene":  # a JSON string: its stamp is inside
+            scene = _scene_json(rec.msg)
+            if scene is not None and isinstance(scene.get("stamp_ns"), int):
+                by_stamp[scene["stamp_ns"]][role] = scene
+            continue
         stamp = rec.msg.header.stamp.sec * 1_000_000_000 + rec.msg.header.stamp.nanosec
-        by_stamp[stamp][wanted[rec.topic]] = rec.msg
+        by_stamp[stamp][role] = rec.msg
     vocab = vocabulary
     out: list[FrameScores] = []
     for stamp, parts in sorted(by_stamp.items()):
@@ -276,7 +338,7 @@ def score_frames(
         ):
             continue
         before, after = DetectionScorer(vocab, iou), DetectionScorer(vocab, iou)
-        errors: list[tuple[str, float, int]] = []
+        errors: list[ObjectError] = []
         if labels is not None:
             gt_all, names = labels[stamp].boxes, labels[stamp].classes
         else:
@@ -294,18 +356,23 @@ def score_frames(
         all_scores = kept.scores if rej is None else np.concatenate([kept.scores, rej.scores])
         before.add_frame(gt_boxes, gt_classes, all_boxes, all_classes, all_scores, ignore)
         if "gt3d" in parts and "out3d" in parts:
+            fits = _fits(parts.get("scene"))
             found = [
                 (
                     d.results[0].hypothesis.class_id,
                     np.array([d.bbox.center.position.x, d.bbox.center.position.y]),
+                    _yaw(d),
+                    fits.get(d.id, ""),
                 )
                 for d in parts["out3d"].detections
             ]
             for k, d in enumerate(parts["gt3d"].detections):
                 cls = _gt_class(d.results[0].hypothesis.class_id, vocab)
                 c = np.array([d.bbox.center.position.x, d.bbox.center.position.y])
-                same = [np.linalg.norm(o - c) for oc, o in found if oc == cls]
-                if cls and same and min(same) < 3.0:
-                    errors.append((cls, float(min(same)), k))
+                same = [(float(np.linalg.norm(o - c)), yaw, fit)
+                        for oc, o, yaw, fit in found if oc == cls]  # fmt: skip
+                if cls and same and min(same)[0] < 3.0:
+                    dist, yaw, fit = min(same)
+                    errors.append(ObjectError(cls, dist, k, _yaw_error_deg(yaw, _yaw(d)), fit))
         out.append(FrameScores(stamp, before, after, errors))
     return out

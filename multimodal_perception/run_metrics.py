@@ -240,7 +240,7 @@ def _weighted_percentile(values: np.ndarray, frame_of: np.ndarray, W: np.ndarray
 
 
 def _center_error(fs: FrameSet, W: np.ndarray) -> np.ndarray:
-    errors = [(e, i) for i, f in enumerate(fs.scored) if f for _, e, _ in f.center_errors]
+    errors = [(o.center_m, i) for i, f in enumerate(fs.scored) if f for o in f.center_errors]
     if not errors:
         return np.full(W.shape[0], np.nan)
     values, frame_of = np.array([e for e, _ in errors]), np.array([i for _, i in errors])

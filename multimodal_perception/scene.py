@@ -139,6 +139,7 @@ def build_scene(
                 **_velocities(track, obj, R_base_track, over_ground, frame),
                 "sensors": sensors,
                 "source": obj.source if obj else "image_only",
+                "fit": obj.fit if obj else None,
                 **_lidar_age(obj),
             }
         )
