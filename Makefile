@@ -70,11 +70,13 @@ regress-update: $(STAMP)
 	$(BIN)/mmp regress --update
 
 # Bags built from the real recordings in ../shared/data (never committed), replayed with
-# the real models (YOLOX-nano, tiled, and the Cityscapes DeepLab).
+# the real models (YOLOX-nano tiled over the horizon band, the Cityscapes DeepLab letterbox
+# plus full-resolution windows around the small boxes).
 demo-real: $(STAMP)
 	$(BIN)/mmp make-bag --dataset all --out .cache/bags
 	for b in kitti_raw kitti_object vod; do \
 	  $(BIN)/mmp replay .cache/bags/$$b --out out/real/$$b --model-dir $(MODEL_DIR) --tiled \
+	    --set detector.tile_region=horizon --set segmenter.mode=regions \
 	    $(IMAGE_TEXT) \
 	    || exit 1; $(BIN)/mmp eval out/real/$$b; done
 

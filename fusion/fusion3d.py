@@ -76,6 +76,14 @@ class LidarFrame:
     T_base_cam: np.ndarray | None = None
 
 
+def points_in_base(points_lidar: np.ndarray, T_base_lidar: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 points in base_link (the very numbers when the transform is identity)."""
+    pts = np.asarray(points_lidar).reshape(-1, 3)
+    if pts.dtype in (np.float32, np.float64) and np.array_equal(T_base_lidar, np.eye(4)):
+        return points_for_kernels(pts)  # exact: float64 values of these very numbers
+    return pts.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
+
+
 def prepare_lidar(
     points_lidar: np.ndarray,
     T_base_lidar: np.ndarray,
@@ -89,11 +97,7 @@ def prepare_lidar(
     points that can reach the image (``frustum_candidates``, a superset of what
     ``project_points`` keeps, in the cloud's order), so ``points_base`` holds only those
     non-ground points and the projection indexes them."""
-    pts = np.asarray(points_lidar).reshape(-1, 3)
-    if pts.dtype in (np.float32, np.float64) and np.array_equal(T_base_lidar, np.eye(4)):
-        base = points_for_kernels(pts)  # exact: float64 values of these very numbers
-    else:
-        base = pts.astype(np.float64) @ T_base_lidar[:3, :3].T + T_base_lidar[:3, 3]
+    base = points_in_base(points_lidar, T_base_lidar)
     if ground is True:
         ground = fit_ground(base)
     rows = frustum_candidates(base, T_cam_base, camera)

@@ -18,6 +18,7 @@ the image border) are rejected first.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..ros_pkg.camera_info import CameraModel
 from . import projection_kernels as kernels
+from .ground import GroundModel
 
 
 @dataclass(frozen=True)
@@ -161,3 +163,45 @@ def project_points(
         float(min_depth), bounds,
     )  # fmt: skip
     return Projection(uv, depth, rows)
+
+
+HORIZON_BEARINGS = np.linspace(-1.2, 1.2, 25)  # about the optical axis, radians (+-69 deg)
+HORIZON_RANGES = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0)  # multiples of the nearest range
+
+
+def horizon_band(
+    camera: CameraModel,
+    T_cam_base: np.ndarray,
+    ground: GroundModel | None,
+    near_m: float,
+    tallest_m: float = 2.0,
+) -> tuple[int, int] | None:
+    """Image rows (top, bottom) where a road user up to ``tallest_m`` tall standing on the
+    ground (``ground``: a ``GroundModel`` in base_link) at ``near_m`` or farther can
+    appear: the ground contact and the top of such objects at ranges from ``near_m`` to
+    20x it, across the camera's view, projected. None without a ground plane, or when
+    none of it is in view. Nearer objects are big: the full frame finds them."""
+    if ground is None:
+        return None
+    T_base_cam = np.linalg.inv(T_cam_base)
+    forward = T_base_cam[:3, 2]
+    bearings = math.atan2(forward[1], forward[0]) + HORIZON_BEARINGS
+    ranges = near_m * np.array(HORIZON_RANGES)
+    r, b = np.meshgrid(ranges, bearings)
+    x = T_base_cam[0, 3] + (r * np.cos(b)).ravel()
+    y = T_base_cam[1, 3] + (r * np.sin(b)).ravel()
+    n, d = np.asarray(ground.normal, float), float(ground.d)
+    if abs(n[2]) < 1e-6:
+        return None
+    z = -(n[0] * x + n[1] * y + d) / n[2]
+    feet = np.column_stack([x, y, z])
+    heads = feet + np.array([0.0, 0.0, tallest_m])
+    proj = project_points(np.vstack([feet, heads]), T_cam_base, camera, margin_px=camera.height)
+    if len(proj.uv) == 0:
+        return None
+    inside = (proj.uv[:, 0] >= 0) & (proj.uv[:, 0] <= camera.width)
+    if not inside.any():
+        return None
+    v = proj.uv[inside, 1]
+    top, bottom = max(0, math.floor(v.min())), min(camera.height, math.ceil(v.max()))
+    return (int(top), int(bottom)) if bottom > top else None

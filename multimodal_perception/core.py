@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 
 import numpy as np
 
@@ -32,8 +33,8 @@ from .frame import FrameResult, SyncedFrame
 from .fusion.box_evidence import lidar_box_evidence, radar_box_evidence
 from .fusion.carry import MovingRegion, carry_points, mark_carried, moving_regions
 from .fusion.consistency import CLASS_MAPS, ConsistencyFilter, Decision, FilterConfig
-from .fusion.fusion3d import LidarFrame, prepare_lidar
-from .fusion.ground import GroundModel
+from .fusion.fusion3d import LidarFrame, points_in_base, prepare_lidar
+from .fusion.ground import GroundModel, fit_ground
 from .fusion.objects import (
     associate_radar,
     build_objects,
@@ -42,7 +43,7 @@ from .fusion.objects import (
     pair_riders,
     rider_object,
 )
-from .fusion.projection import Projection, project_points
+from .fusion.projection import Projection, horizon_band, project_points
 from .fusion.tracking import Tracker
 from .perception.detector import Detections
 from .perception.segmenter import Segmentation
@@ -128,15 +129,46 @@ class FrameCore:
         self.min_score = min_score
         self.ground_cache = ground_cache
         self._prefetched: dict[int, tuple[SyncedFrame, Future, Future | None]] = {}
+        self._ground: GroundModel | None = None  # the last lidar's, for the horizon band
+        self._own_grounds: dict[int, GroundModel | None] = {}  # by sweep, without a rig's
 
     def prefetch(self, frame: SyncedFrame) -> None:
         """Start both models on ``frame`` now, ahead of its ``step`` (replay's one-frame
         lookahead: the models' workers run the next frame while this thread fuses the
         current one). A no-op when the models run one after the other."""
-        detecting = self.models.start_detector(frame.image)
-        if detecting is not None:  # the frame pins its id
-            segmenting = self.models.start_segmenter(frame.image)
+        if self.models.parallel:  # the frame pins its id
+            detecting, segmenting = self.models.start_frame(frame.image, self._band(frame))
             self._prefetched[id(frame)] = (frame, detecting, segmenting)
+
+    def _band(self, frame: SyncedFrame) -> tuple[int, int] | None:
+        """``detector.tile_region: horizon``: the rows where road users beyond
+        ``detector.horizon_near_m`` can be, on the last ground plane the lidar gave (None
+        before one: tiles over the whole frame)."""
+        p = self.params
+        if not p["detector.tiling"] or p["detector.tile_region"] != "horizon":
+            return None
+        if frame.camera is None or frame.T_cam_base is None:
+            return None
+        ground = self._sweep_ground(frame)
+        if ground is None:
+            return None
+        near = float(p["detector.horizon_near_m"])
+        return horizon_band(frame.camera, frame.T_cam_base, ground, near)
+
+    def _grounds(self) -> dict[int, GroundModel | None]:
+        return self.ground_cache if self.ground_cache is not None else self._own_grounds
+
+    def _sweep_ground(self, frame: SyncedFrame) -> GroundModel | None:
+        """The ground plane of the frame's sweep, fitted now (before the detector) and
+        kept for ``_project``; the last one known when the frame has no lidar."""
+        sweep = frame.partners["lidar"].stamp_ns if "lidar" in frame.partners else None
+        if frame.lidar is None or sweep is None:
+            return self._ground
+        grounds = self._grounds()
+        if sweep not in grounds:
+            base = points_in_base(frame.lidar.xyz, frame.lidar.T_base_lidar)
+            grounds[sweep] = fit_ground(base)
+        return grounds[sweep] or self._ground
 
     @property
     def tracker(self) -> Tracker:
@@ -173,17 +205,15 @@ class FrameCore:
             raw = prefetched[1].result()
             pending = prefetched[2]
         else:
-            pending = self.models.start_segmenter(frame.image)
-            raw = self.models.detector(frame.image)
+            raw, pending = self.models.run_frame(frame.image, self._band(frame))
         det, others = select_classes(raw, self.wanted, self.min_score)
         laps.lap("detector")
         regions, age_s = self._moving_regions(frame)
         lidar, radar_proj = self._project(frame, regions)
+        if lidar is not None and lidar.ground is not None:
+            self._ground = lidar.ground
         laps.lap("project")
-        if pending is not None:
-            seg = pending.result()
-        else:
-            seg = self.models.segmenter.segment(frame.image) if self.models.segmenter else None
+        seg = pending.result() if pending is not None else self.models.segment_now(frame.image, raw)
         laps.lap("segmenter")
         drivable = self.models.drivable(frame.image)
         if drivable is not None:
@@ -295,8 +325,8 @@ class FrameCore:
         if frame.lidar is not None:
             # A rig's cameras share a sweep's ground plane (keyed by the sweep's stamp).
             sweep = frame.partners["lidar"].stamp_ns if "lidar" in frame.partners else None
-            grounds = self.ground_cache
-            known = grounds is not None and sweep in grounds
+            grounds = self._grounds()
+            known = sweep in grounds
             lidar = prepare_lidar(
                 frame.lidar.xyz, frame.lidar.T_base_lidar, frame.T_cam_base, frame.camera,
                 ground=grounds[sweep] if known else True,
@@ -305,8 +335,8 @@ class FrameCore:
                 carried = carry_points(lidar.points_base, moving)
                 if carried is not lidar.points_base:
                     projection = project_points(carried, frame.T_cam_base, frame.camera)
-                    lidar = LidarFrame(carried, projection, lidar.ground, lidar.fy)
-            if grounds is not None and not known and sweep is not None:
+                    lidar = replace(lidar, points_base=carried, projection=projection)
+            if not known and sweep is not None:
                 grounds[sweep] = lidar.ground
                 while len(grounds) > GROUND_CACHE_SWEEPS:
                     del grounds[next(iter(grounds))]

@@ -1,7 +1,8 @@
 """2D detection: encoder, inference and decoder as separate stages, single-pass or tiled.
 
 ``Detector.detect(bgr)`` runs the model once on the whole frame; ``detect_tiled`` adds
-overlapping square tiles (batched into one call when the model takes a batch), drops
+overlapping square tiles (batched into one call when the model takes a batch; with
+``region: horizon`` only over the band of rows where distant road users can be), drops
 boxes cut by inner tile edges, maps everything to original pixels and merges with
 class-aware NMS. Timings per stage are kept for the caller.
 """
@@ -17,7 +18,7 @@ from .decoders import DETECTION_DECODERS, RawDetections, class_aware_nms
 from .manifest import ModelManifest
 from .preprocess import Resize, resize_image, to_tensor
 from .runtime import Backend
-from .tiling import make_tiles, touches_inner_edge
+from .tiling import band_tiles, touches_inner_edge
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,13 @@ class TilingConfig:
     overlap: float = 0.25
     include_full_frame: bool = True
     merge_iou: float = 0.5
+    # "frame": tiles over all of it; "horizon": only over the rows given as the frame's
+    # band (where distant, small road users can be), grown to one tile's height.
+    region: str = "frame"
+
+
+# Image rows (top, bottom) where small objects can be: ``fusion.projection.horizon_band``.
+Band = tuple[int, int] | None
 
 
 @dataclass
@@ -120,16 +128,19 @@ class Detector:
         self.last_times = times
         return Detections(boxes, raw.scores, raw.class_ids, self.class_names)
 
-    def detect_tiled(self, bgr: np.ndarray) -> Detections:
+    def detect_tiled(self, bgr: np.ndarray, band: Band = None) -> Detections:
+        """Tiles plus the full frame; with ``region: horizon`` and a ``band``, tiles only
+        over those rows (grown to a tile's height, centred), the full frame for the rest."""
         h, w = bgr.shape[:2]
         cfg = self.tiling
         size = cfg.size
         if size is None:
             spec = self.manifest.input
             size = min(min(w, h), round(1.5 * max(spec.width, spec.height)))
-        tiles = make_tiles(w, h, size, size, cfg.overlap)
+        tiles = band_tiles(w, h, size, cfg.overlap, band if cfg.region == "horizon" else None)
+        whole = len(tiles) == 1 and (tiles[0].x1 - tiles[0].x0, tiles[0].y1 - tiles[0].y0) == (w, h)
         crops = [bgr[t.y0 : t.y1, t.x0 : t.x1] for t in tiles]
-        if cfg.include_full_frame and len(tiles) > 1:
+        if cfg.include_full_frame and not whole:
             crops.append(bgr)
         times = StageTimes()
         results = self._infer(crops, times)
@@ -137,7 +148,7 @@ class Detector:
         boxes, scores, classes = [], [], []
         for i, (raw, resize) in enumerate(results):
             b = resize.boxes_to_original(raw.boxes)
-            if i < len(tiles) and len(tiles) > 1:
+            if i < len(tiles) and not whole:
                 tile = tiles[i]
                 b[:, [0, 2]] += tile.x0
                 b[:, [1, 3]] += tile.y0
@@ -155,8 +166,8 @@ class Detector:
         self.last_times = times
         return Detections(all_boxes[keep], all_scores[keep], all_classes[keep], self.class_names)
 
-    def __call__(self, bgr: np.ndarray) -> Detections:
-        return self.detect_tiled(bgr) if self.tiling.enabled else self.detect(bgr)
+    def __call__(self, bgr: np.ndarray, band: Band = None) -> Detections:
+        return self.detect_tiled(bgr, band) if self.tiling.enabled else self.detect(bgr)
 
 
 def _clip(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

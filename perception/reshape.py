@@ -155,6 +155,12 @@ class FittedSegmenterInput:
         size = fitted_input(width, height, spec)
         if size == (spec.width, spec.height):
             return None
+        return self.sized(*size)
+
+    def sized(self, width: int, height: int) -> tuple[Backend, InputSpec] | None:
+        """A session taking exactly ``width`` x ``height`` (each ``stride * k + 1``: the
+        square windows of ``segmenter.mode: regions``), or None when it cannot be made."""
+        size = (int(width), int(height))
         with self._lock:  # the node's callbacks may prepare a size its worker is using
             if size not in self._sessions:
                 if len(self._sessions) >= self.MAX_SIZES:

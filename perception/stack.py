@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .detector import Detector, TilingConfig
+from .detector import Band, Detections, Detector, TilingConfig
 from .models import default_model, load_model, model_directory, resolve_model_path
 from .reshape import FittedSegmenterInput
 from .runtime import ModelLoadError, RuntimeOptions
-from .segmenter import Segmenter
+from .segmenter import BoxSource, Segmentation, Segmenter
 
 log = logging.getLogger("multimodal_perception.models")
 
@@ -36,15 +36,52 @@ class ModelStack:
     _pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
     _detector_pool: ThreadPoolExecutor | None = field(default=None, init=False, repr=False)
 
-    def start_segmenter(self, bgr: np.ndarray) -> Future | None:
+    def start_segmenter(self, bgr: np.ndarray, boxes: BoxSource | None = None) -> Future | None:
         """Start segmenting ``bgr`` on the stack's worker thread when running in
         parallel (the caller detects meanwhile and then takes ``.result()``); None when
-        sequential or without a segmenter."""
+        sequential or without a segmenter. ``boxes``: for ``segmenter.mode: regions``."""
         if not self.parallel or self.segmenter is None:
             return None
-        return self._worker().submit(self.segmenter.segment, bgr)
+        return self._worker().submit(self.segmenter.segment, bgr, boxes)
 
-    def start_detector(self, bgr: np.ndarray) -> Future | None:
+    @property
+    def wants_boxes(self) -> bool:
+        """The segmenter refines around the detector's boxes (``regions``)."""
+        return self.segmenter is not None and self.segmenter.mode == "regions"
+
+    def start_frame(self, bgr: np.ndarray, band: Band = None) -> tuple[Future, Future | None]:
+        """Both models on a frame ahead of its fusion (parallel stacks only): the detector
+        on its worker, the segmenter on its own, given the detector's boxes when it
+        refines around them."""
+        detecting = self.start_detector(bgr, band)
+        assert detecting is not None
+        boxes = (lambda: detecting.result().boxes) if self.wants_boxes else None
+        return detecting, self.start_segmenter(bgr, boxes)
+
+    def run_frame(self, bgr: np.ndarray, band: Band = None) -> tuple[Detections, Future | None]:
+        """Detect on this thread, the segmenter on its worker meanwhile when parallel
+        (handed the boxes when they are there, for ``regions``); the pending segmentation,
+        or None (then ``segment_now``)."""
+        if not self.wants_boxes:
+            pending = self.start_segmenter(bgr)
+            return self.detector(bgr, band), pending
+        boxes: Future = Future()
+        pending = self.start_segmenter(bgr, boxes.result)
+        try:
+            raw = self.detector(bgr, band)
+        except BaseException as exc:  # the worker must not wait for boxes that never come
+            boxes.set_exception(exc)
+            raise
+        boxes.set_result(raw.boxes)
+        return raw, pending
+
+    def segment_now(self, bgr: np.ndarray, raw: Detections) -> Segmentation | None:
+        """Sequential stacks: the segmentation after the detection."""
+        if self.segmenter is None:
+            return None
+        return self.segmenter.segment(bgr, raw.boxes if self.wants_boxes else None)
+
+    def start_detector(self, bgr: np.ndarray, band: Band = None) -> Future | None:
         """Start detecting on a worker of its own (a frame run ahead: ``FrameCore.prefetch``,
         while the caller fuses the frame before); None when sequential. Its own worker:
         with tiled models each takes hundreds of ms, one after the other would add up."""
@@ -52,7 +89,7 @@ class ModelStack:
             return None
         if self._detector_pool is None:
             self._detector_pool = ThreadPoolExecutor(1, thread_name_prefix="mmp-detector")
-        return self._detector_pool.submit(self.detector, bgr)
+        return self._detector_pool.submit(self.detector, bgr, band)
 
     def prepare(self, width: int, height: int) -> None:
         """A camera of this size is coming (its CameraInfo arrived): build the segmenter's
@@ -168,6 +205,7 @@ def load_models(p: Any) -> ModelStack:
         enabled=bool(p["detector.tiling"]),
         size=int(p["detector.tile_size"]) or None,
         overlap=float(p["detector.tile_overlap"]),
+        region=p["detector.tile_region"],
     )
     detector = Detector(manifest, backend, threshold if threshold >= 0 else None, tiling)
     segmenter = None
@@ -176,12 +214,15 @@ def load_models(p: Any) -> ModelStack:
         seg_manifest, seg_backend = _checked(
             seg_name, "segmentation", "models.segmenter", directory, options
         )
-        segmenter = Segmenter(seg_manifest, seg_backend, mode=p["segmenter.mode"])
+        segmenter = Segmenter(
+            seg_manifest, seg_backend, mode=p["segmenter.mode"],
+            max_regions=int(p["segmenter.max_regions"]),
+        )  # fmt: skip
         seg_path = resolve_model_path(seg_manifest, directory)
         if (
             seg_manifest.input.fit_stride
             and seg_path.suffix == ".onnx"
-            and segmenter.mode == "letterbox"
+            and segmenter.mode in ("letterbox", "regions")
         ):
             segmenter.fit = FittedSegmenterInput(seg_manifest, seg_path, options)
     lanes = None

@@ -66,6 +66,25 @@ def make_tiles(
     ]
 
 
+def band_tiles(
+    width: int, height: int, size: int, overlap: float, band: tuple[int, int] | None = None
+) -> list[Tile]:
+    """Square tiles of ``size`` over the rows ``band`` (top, bottom) only, the band grown
+    to one tile's height (centred, inside the image) when narrower; over the whole image
+    without a band."""
+    top, bottom = 0, height
+    if band is not None:
+        top, bottom = max(0, int(band[0])), min(height, int(band[1]))
+        if bottom - top < size:
+            top = int(min(max((top + bottom - size) / 2, 0), height - min(size, height)))
+            bottom = min(height, top + size)
+    return [
+        Tile(t.x0, t.y0 + top, t.x1, t.y1 + top,
+             (t.core[0], t.core[1] + top, t.core[2], t.core[3] + top))
+        for t in make_tiles(width, bottom - top, size, size, overlap)
+    ]  # fmt: skip
+
+
 def touches_inner_edge(
     boxes: np.ndarray, tile: Tile, width: int, height: int, margin: float = 2.0
 ) -> np.ndarray:
