@@ -41,7 +41,6 @@ class RectangleFit:
     length: float
     width: float
     yaw: float  # of the length axis, in (-pi/2, pi/2]: a footprint has no front
-    heading_score: float  # the closeness criterion at the chosen heading, per point
 
 
 def best_heading(xy: np.ndarray) -> tuple[float, float]:
@@ -98,12 +97,15 @@ def _span_mismatch(
 ) -> float:
     """How far the footprint's bearings, seen from the camera, are from the 2D box's
     (left and right edge bearings), relative to the box's own angular width."""
-    lo, hi = bearing_span
-    mid = 0.5 * (lo + hi)
-    rel = np.arctan2(corners[:, 1] - camera_xy[1], corners[:, 0] - camera_xy[0]) - mid
-    rel = (rel + np.pi) % (2 * np.pi) - np.pi
-    width = max(hi - lo, 1e-3)
-    return (abs(rel.min() - (lo - mid)) + abs(rel.max() - (hi - mid))) / width
+    b0, b1 = bearing_span
+    half = abs(_wrap(b1 - b0)) / 2  # across +-pi too (a rear camera)
+    mid = b0 + _wrap(b1 - b0) / 2
+    rel = _wrap(np.arctan2(corners[:, 1] - camera_xy[1], corners[:, 0] - camera_xy[0]) - mid)
+    return float(abs(rel.min() + half) + abs(rel.max() - half)) / max(2 * half, 1e-3)
+
+
+def _wrap(angle: np.ndarray | float) -> np.ndarray | float:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
 def fit_rectangle(
@@ -115,24 +117,23 @@ def fit_rectangle(
 ) -> RectangleFit | None:
     """The footprint of a vehicle from its visible bird's-eye points ``xy`` (N, 2): the
     closeness-criterion heading, visible edges kept, short sides grown to ``prior_lw``
-    (length, width) away from ``sensor_xy`` (the lidar's origin). ``bearing_span`` (radians,
-    left-right order not required) of the 2D box from ``camera_xy`` picks which side is the
-    length when the prior alone cannot. None with fewer than ``MIN_FIT_POINTS`` points."""
+    (length, width) away from ``sensor_xy`` (the lidar's origin). ``bearing_span`` (radians:
+    the bearings of the 2D box's two side edges, either order, the box narrower than pi)
+    from ``camera_xy`` picks which side is the length when the prior alone cannot. None
+    with fewer than ``MIN_FIT_POINTS`` points."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(xy) < MIN_FIT_POINTS:
         return None
     origin = xy.mean(axis=0)  # numerics: headings rotate about the points, not the sensor
     local = xy - origin
-    heading, score = best_heading(local)
+    heading, _ = best_heading(local)
     c, s = math.cos(heading), math.sin(heading)
     axes = np.array([[c, s], [-s, c]])  # rows: axis 1 (heading), axis 2 (heading + 90)
     e = local @ axes.T
     sensor = (np.asarray(sensor_xy, float) - origin) @ axes.T
     bounds = [(float(e[:, k].min()), float(e[:, k].max())) for k in (0, 1)]
     prior_l, prior_w = prior_lw
-    span = None
-    if bearing_span is not None and camera_xy is not None:
-        span = (min(bearing_span), max(bearing_span))
+    span = bearing_span if camera_xy is not None else None
     best: tuple[float, np.ndarray, float, float, float] | None = None
     for length_axis in (0, 1):
         want = (prior_l, prior_w) if length_axis == 0 else (prior_w, prior_l)
@@ -160,4 +161,4 @@ def fit_rectangle(
         yaw += math.pi
     elif yaw > math.pi / 2:
         yaw -= math.pi
-    return RectangleFit(centre, float(length), float(width), yaw, score)
+    return RectangleFit(centre, float(length), float(width), yaw)

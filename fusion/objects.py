@@ -80,7 +80,8 @@ def rider_object(person: Object3D, bike: Object3D) -> Object3D:
     size = np.array([max(bike.size[0], person.size[0]), max(bike.size[1], person.size[1]),
                      top - bottom])  # fmt: skip
     source = "lidar" if "lidar" in (person.source, bike.source) else bike.source
-    return Object3D(centre, size, bike.yaw, source, person.points + bike.points, fit=bike.fit)
+    fit = bike.fit if bike.source == source else person.fit
+    return Object3D(centre, size, bike.yaw, source, person.points + bike.points, fit=fit)
 
 
 DUPLICATE_DISTANCE_M = 1.0  # bird's-eye distance between 3D centres ...

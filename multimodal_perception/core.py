@@ -14,8 +14,10 @@ injected clock). The stages, in order, each owned by its module:
                   (fusion.tracking)
 7. describe       scene, describe        the scene (mmp.scene/1) and its text
 
-State across frames: the tracking stage (tracker and the frame it tracks in). A camera rig
-runs one core per camera, all sharing one tracking stage. Everything else is per frame.
+State across frames: the tracking stage (tracker and the frame it tracks in), and the
+recent sweeps' ground planes (bounded; the last one places the horizon tiles of a frame
+without lidar). A camera rig runs one core per camera, all sharing one tracking stage and
+one ground cache. Everything else is per frame.
 """
 
 from __future__ import annotations
@@ -137,13 +139,16 @@ class FrameCore:
         lookahead: the models' workers run the next frame while this thread fuses the
         current one). A no-op when the models run one after the other."""
         if self.models.parallel:  # the frame pins its id
-            detecting, segmenting = self.models.start_frame(frame.image, self._band(frame))
+            detecting, segmenting = self.models.start_frame(
+                frame.image, self._band(frame), self._judged_boxes
+            )
             self._prefetched[id(frame)] = (frame, detecting, segmenting)
 
     def _band(self, frame: SyncedFrame) -> tuple[int, int] | None:
         """``detector.tile_region: horizon``: the rows where road users beyond
-        ``detector.horizon_near_m`` can be, on the last ground plane the lidar gave (None
-        before one: tiles over the whole frame)."""
+        ``detector.horizon_near_m`` can be, on the ground plane of the frame's sweep (the
+        last one known for a frame without lidar; None before any: tiles over the whole
+        frame)."""
         p = self.params
         if not p["detector.tiling"] or p["detector.tile_region"] != "horizon":
             return None
@@ -154,6 +159,11 @@ class FrameCore:
             return None
         near = float(p["detector.horizon_near_m"])
         return horizon_band(frame.camera, frame.T_cam_base, ground, near)
+
+    def _judged_boxes(self, raw: Detections) -> np.ndarray:
+        """The boxes the filter will judge (the wanted classes, above this camera's score):
+        where ``segmenter.mode: regions`` spends its windows."""
+        return select_classes(raw, self.wanted, self.min_score)[0].boxes
 
     def _grounds(self) -> dict[int, GroundModel | None]:
         return self.ground_cache if self.ground_cache is not None else self._own_grounds
@@ -167,8 +177,16 @@ class FrameCore:
         grounds = self._grounds()
         if sweep not in grounds:
             base = points_in_base(frame.lidar.xyz, frame.lidar.T_base_lidar)
-            grounds[sweep] = fit_ground(base)
+            self._remember_ground(sweep, fit_ground(base))
         return grounds[sweep] or self._ground
+
+    def _remember_ground(self, sweep: int, ground: GroundModel | None) -> None:
+        """Keep a sweep's plane (for this frame's stages and a rig's other cameras), the
+        cache held to ``GROUND_CACHE_SWEEPS``."""
+        grounds = self._grounds()
+        grounds[sweep] = ground
+        while len(grounds) > GROUND_CACHE_SWEEPS:
+            del grounds[next(iter(grounds))]
 
     @property
     def tracker(self) -> Tracker:
@@ -205,7 +223,7 @@ class FrameCore:
             raw = prefetched[1].result()
             pending = prefetched[2]
         else:
-            raw, pending = self.models.run_frame(frame.image, self._band(frame))
+            raw, pending = self.models.run_frame(frame.image, self._band(frame), self._judged_boxes)
         det, others = select_classes(raw, self.wanted, self.min_score)
         laps.lap("detector")
         regions, age_s = self._moving_regions(frame)
@@ -213,7 +231,10 @@ class FrameCore:
         if lidar is not None and lidar.ground is not None:
             self._ground = lidar.ground
         laps.lap("project")
-        seg = pending.result() if pending is not None else self.models.segment_now(frame.image, raw)
+        if pending is not None:
+            seg = pending.result()
+        else:
+            seg = self.models.segment_now(frame.image, raw, self._judged_boxes)
         laps.lap("segmenter")
         drivable = self.models.drivable(frame.image)
         if drivable is not None:
@@ -337,9 +358,7 @@ class FrameCore:
                     projection = project_points(carried, frame.T_cam_base, frame.camera)
                     lidar = replace(lidar, points_base=carried, projection=projection)
             if not known and sweep is not None:
-                grounds[sweep] = lidar.ground
-                while len(grounds) > GROUND_CACHE_SWEEPS:
-                    del grounds[next(iter(grounds))]
+                self._remember_ground(sweep, lidar.ground)
         radar = None
         if frame.radar is not None and len(frame.radar.xyz):
             radar = project_points(frame.radar.xyz, frame.T_cam_base, frame.camera)

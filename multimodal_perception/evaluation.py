@@ -234,11 +234,13 @@ class BagScores:
         for cls in sorted({e.cls for e in self.center_errors}):
             errs = [e for e in self.center_errors if e.cls == cls]
             c = np.array([e.center_m for e in errs])
-            y = np.array([e.yaw_deg for e in errs])
             fits = sorted({e.fit for e in errs if e.fit})
+            # a heading only where a footprint gave one (vehicles; people's is the bearing)
+            with_yaw = [e.yaw_deg for e in errs if e.fit in ("l_shape", "min_area_rect")]
+            yaw = f"  yaw median {np.median(with_yaw):.1f} deg" if with_yaw else ""
             lines.append(
                 f"  {cls:12} {len(errs):4d} matched  centre median {np.median(c):.2f} m  "
-                f"p90 {np.percentile(c, 90):.2f} m  yaw median {np.median(y):.1f} deg"
+                f"p90 {np.percentile(c, 90):.2f} m{yaw}"
                 + (f"  ({', '.join(fits)})" if fits else "")
             )
         return "\n".join(lines)

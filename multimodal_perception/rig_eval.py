@@ -147,6 +147,7 @@ def evaluate_rig(
                 "kept": f"{OUTPUT_NS}/{name}/detections_2d",
                 "rejected": f"{OUTPUT_NS}/{name}/rejected_2d",
                 "out3d": f"{OUTPUT_NS}/{name}/objects_3d",
+                "scene": f"{OUTPUT_NS}/{name}/scene",
             },
         )
         for name in cameras

@@ -22,6 +22,7 @@ def plan_windows(
     """Square windows (x0, y0, x1, y1) of ``side`` pixels (at most the image's size) that
     hold the padded boxes which fit in one; the smallest boxes are placed first."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    boxes = boxes[np.isfinite(boxes).all(axis=1)]
     side_x, side_y = min(side, width), min(side, height)
     needs: list[list[float]] = []  # per window: the union of the padded boxes it holds
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])

@@ -14,6 +14,7 @@ image size with nearest-neighbour upsampling (ids must not blend).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from .runtime import Backend
 from .tiling import Tile, make_tiles
 
 MODES = ("tiles", "letterbox", "regions")
+log = logging.getLogger("multimodal_perception.perception.segmenter")
 BoxSource = np.ndarray | Callable[[], np.ndarray]
 
 
@@ -58,6 +60,7 @@ class Segmenter:
     # around the small boxes at the tiles' scale. None squashes a wide frame.
     mode: str = "tiles"
     max_regions: int = 6
+    _warned: bool = field(default=False, init=False, repr=False)
     last_times: StageTimes = field(default_factory=StageTimes)
     # letterbox: the graph re-shaped to the frame's aspect, when its manifest allows
     # (input.fit_stride; ``perception.reshape``): no compute spent on padding.
@@ -172,16 +175,14 @@ class Segmenter:
         spec = self.manifest.input
         tile = self._tiles(w, h)[0]
         scale = spec.height / (tile.y1 - tile.y0)  # the tiles' pixels per image pixel
-        session = None
-        canvas = spec.height  # without a re-shaped session: the model's own input
-        if isinstance(self.fit, FittedSegmenterInput) and spec.fit_stride:
-            # A quarter of the model's side (129 of 513): 1/16 of a tile's compute. Measured
-            # on KITTI raw + the labelled frames against half (257): the same recall after
-            # the filter, 8.3 vs 7.5 frames/s (bigger boxes fall to the letterbox, which
-            # judges them as well).
-            quarter = spec.fit_stride * max(1, (spec.height // 4) // spec.fit_stride) + 1
-            session = self.fit.sized(quarter, quarter)
-            canvas = quarter if session is not None else spec.height
+        session = self.region_session()
+        if session is None:  # no square session: windows would cost tiles; letterbox only
+            if not self._warned:
+                log.warning("%s: no re-shaped square session for segmenter.mode regions; "
+                            "letterbox only", self.manifest.name)  # fmt: skip
+                self._warned = True
+            return coarse
+        canvas = session[1].height
         windows = plan_windows(boxes, w, h, round(canvas / scale), self.max_regions)
         if not windows:
             return coarse
@@ -195,6 +196,18 @@ class Segmenter:
             )
         times.postprocess_ms += (time.perf_counter() - t0) * 1e3
         return Segmentation(labels, self.class_names, 1 + len(windows))
+
+    def region_session(self) -> tuple[Backend, InputSpec] | None:
+        """The square session the ``regions`` windows run in: a quarter of the model's side
+        (129 of 513, 1/16 of a tile's compute). Measured on KITTI raw + the labelled
+        frames against half (257): the same recall after the filter, 8.3 vs 7.5 frames/s
+        (bigger boxes fall to the letterbox, which judges them as well). None for a
+        graph that cannot be re-shaped."""
+        spec = self.manifest.input
+        if not isinstance(self.fit, FittedSegmenterInput) or not spec.fit_stride:
+            return None
+        quarter = spec.fit_stride * max(1, (spec.height // 4) // spec.fit_stride) + 1
+        return self.fit.sized(quarter, quarter)
 
     def _decode(self, out: np.ndarray) -> list[RawSegmentation]:
         if self.manifest.decoder == "logits":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,12 @@ from .runtime import ModelLoadError, RuntimeOptions
 from .segmenter import BoxSource, Segmentation, Segmenter
 
 log = logging.getLogger("multimodal_perception.models")
+
+BoxesOf = Callable[[Detections], np.ndarray]  # the detections -> the boxes worth a window
+
+
+def _all_boxes(detections: Detections) -> np.ndarray:
+    return detections.boxes
 
 
 @dataclass
@@ -49,16 +56,20 @@ class ModelStack:
         """The segmenter refines around the detector's boxes (``regions``)."""
         return self.segmenter is not None and self.segmenter.mode == "regions"
 
-    def start_frame(self, bgr: np.ndarray, band: Band = None) -> tuple[Future, Future | None]:
+    def start_frame(
+        self, bgr: np.ndarray, band: Band = None, boxes_of: BoxesOf = _all_boxes
+    ) -> tuple[Future, Future | None]:
         """Both models on a frame ahead of its fusion (parallel stacks only): the detector
-        on its worker, the segmenter on its own, given the detector's boxes when it
-        refines around them."""
+        on its worker, the segmenter on its own, given ``boxes_of`` the detections (the
+        boxes the filter will judge) when it refines around them."""
         detecting = self.start_detector(bgr, band)
         assert detecting is not None
-        boxes = (lambda: detecting.result().boxes) if self.wants_boxes else None
+        boxes = (lambda: boxes_of(detecting.result())) if self.wants_boxes else None
         return detecting, self.start_segmenter(bgr, boxes)
 
-    def run_frame(self, bgr: np.ndarray, band: Band = None) -> tuple[Detections, Future | None]:
+    def run_frame(
+        self, bgr: np.ndarray, band: Band = None, boxes_of: BoxesOf = _all_boxes
+    ) -> tuple[Detections, Future | None]:
         """Detect on this thread, the segmenter on its worker meanwhile when parallel
         (handed the boxes when they are there, for ``regions``); the pending segmentation,
         or None (then ``segment_now``)."""
@@ -69,17 +80,19 @@ class ModelStack:
         pending = self.start_segmenter(bgr, boxes.result)
         try:
             raw = self.detector(bgr, band)
+            boxes.set_result(boxes_of(raw))
         except BaseException as exc:  # the worker must not wait for boxes that never come
             boxes.set_exception(exc)
             raise
-        boxes.set_result(raw.boxes)
         return raw, pending
 
-    def segment_now(self, bgr: np.ndarray, raw: Detections) -> Segmentation | None:
+    def segment_now(
+        self, bgr: np.ndarray, raw: Detections, boxes_of: BoxesOf = _all_boxes
+    ) -> Segmentation | None:
         """Sequential stacks: the segmentation after the detection."""
         if self.segmenter is None:
             return None
-        return self.segmenter.segment(bgr, raw.boxes if self.wants_boxes else None)
+        return self.segmenter.segment(bgr, boxes_of(raw) if self.wants_boxes else None)
 
     def start_detector(self, bgr: np.ndarray, band: Band = None) -> Future | None:
         """Start detecting on a worker of its own (a frame run ahead: ``FrameCore.prefetch``,
@@ -96,10 +109,14 @@ class ModelStack:
         session for that size now, on the worker when there is one, not on the first frame."""
         if self.segmenter is None or self.segmenter.fit is None:
             return
-        if self.parallel:
-            self._worker().submit(self.segmenter.fit, width, height)
-        else:
-            self.segmenter.fit(width, height)
+        jobs = [lambda: self.segmenter.fit(width, height)]
+        if self.wants_boxes:  # and the windows' square session
+            jobs.append(self.segmenter.region_session)
+        for job in jobs:
+            if self.parallel:
+                self._worker().submit(job)
+            else:
+                job()
 
     def close(self) -> None:
         """Stop the worker threads, after the work they were given (a node being destroyed,

@@ -148,7 +148,10 @@ def reference_prepare_lidar(
     if ground is not None:
         pts = pts[ground.height(pts) > 0.2]
     projection = reference_project_points(pts, T_cam_base, camera)
-    return LidarFrame(pts, projection, ground, float(camera.K[1, 1]))
+    return LidarFrame(
+        pts, projection, ground, float(camera.K[1, 1]),
+        np.asarray(T_base_lidar, float)[:2, 3].copy(), camera, np.linalg.inv(T_cam_base),
+    )  # fmt: skip
 
 
 def reference_dbscan(points: np.ndarray, eps: float, min_points: int) -> np.ndarray:

@@ -55,10 +55,10 @@ class _Recorded:
     def __getattr__(self, name: str) -> Any:
         return self._next if name == self._method else getattr(self._real, name)
 
-    def __call__(self, image: np.ndarray) -> Any:
+    def __call__(self, image: np.ndarray, *_: Any) -> Any:  # the band / the boxes: recorded
         return self._next(image)
 
-    def _next(self, image: np.ndarray) -> Any:
+    def _next(self, image: np.ndarray, *_: Any) -> Any:
         out = self._outputs[self._i % len(self._outputs)]
         self._i += 1
         return out
