@@ -25,8 +25,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -37,6 +35,7 @@ from multimodal_perception.evaluation import (  # noqa: E402
     SYNTHETIC_CLASSES,
     DetectionScorer,
     ObjectError,
+    error_summary,
     evaluate_output_bag,
 )
 from multimodal_perception.replay import replay  # noqa: E402
@@ -94,14 +93,6 @@ def _fp(scorer: DetectionScorer) -> int:
     return sum(s.fp for s in scorer.scores.values())
 
 
-def _errors(errors: list[ObjectError], cls: str) -> tuple[int, float, float, float]:
-    c = np.array([e.center_m for e in errors if e.cls == cls])
-    y = np.array([e.yaw_deg for e in errors if e.cls == cls])
-    if not len(c):
-        return 0, float("nan"), float("nan"), float("nan")
-    return len(c), float(np.median(c)), float(np.percentile(c, 90)), float(np.median(y))
-
-
 def detection(scratch: Path) -> None:
     recall: dict[str, float] = {}
     fp_after: dict[str, int] = {}
@@ -148,19 +139,19 @@ def speed(scratch: Path, rounds: int = 2) -> None:
 
 def footprints(scratch: Path) -> None:
     real: dict[str, list[ObjectError]] = {}
-    for fit in ("min_area_rect", "l_shape"):
+    for fit in ("l_shape", "min_area_rect"):  # the order the person row unpacks
         overrides = {"detector.tiling": True, "fusion.vehicle_fit": fit}
         outs = [_run(_bag(b), scratch / f"{b}_fit_{fit}", overrides)[0] for b in LABELLED]
         real[fit] = _pooled(outs)[2]
         for cls in ("car", "person", "bicycle"):
-            n, med, p90, yaw = _errors(real[fit], cls)
+            n, med, p90, yaw = error_summary(real[fit], cls)
             print(f"  real {fit:13} {cls:8} {n:3d} matched  centre median {med:.2f} m  "
                   f"p90 {p90:.2f} m  yaw median {yaw:.1f} deg")  # fmt: skip
-    n, car, _, _ = _errors(real["l_shape"], "car")
-    car_before = _errors(real["min_area_rect"], "car")[1]
+    n, car, _, _ = error_summary(real["l_shape"], "car")
+    car_before = error_summary(real["min_area_rect"], "car")[1]
     goal = f"<= 0.35 m ({n} cars)"
     record("footprint_real_car_centre_median_l_shape", car, "m", car_before, goal, car <= 0.35)
-    person, person_before = (_errors(real[f], "person")[1] for f in ("l_shape", "min_area_rect"))
+    person, person_before = (error_summary(real[f], "person")[1] for f in real)
     record("footprint_real_person_centre_median", person, "m", person_before,
            "no worse than min_area_rect", person <= person_before)  # fmt: skip
     for scenario in ("urban_crossing", "highway_following"):
@@ -171,7 +162,7 @@ def footprints(scratch: Path) -> None:
             out, _ = _run(bag, scratch / f"syn_{scenario}_{fit}", overrides, real=False)
             errors = evaluate_output_bag(out, SYNTHETIC_CLASSES).center_errors
             for cls in ("car", "truck", "bus"):
-                n, med, p90, yaw = _errors(errors, cls)
+                n, med, p90, yaw = error_summary(errors, cls)
                 print(f"  {scenario:17} {fit:13} {cls:6} {n:4d} matched  centre median "
                       f"{med:.2f} m  p90 {p90:.2f} m  yaw median {yaw:.1f} deg")  # fmt: skip
                 record(f"footprint_{scenario}_{cls}_p90_{fit}", p90, "m")

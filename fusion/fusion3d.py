@@ -258,19 +258,17 @@ def _vehicle_footprint(
     """A vehicle's bird's-eye centre, (length, width) and yaw: the L-shape fit
     (``box_fit``) constrained by the box's bearings; the minimum-area rectangle when the
     cluster has too few points for it, or when ``method`` says so."""
-    if method == "min_area_rect":
-        centre_xy, size_lw, yaw = _footprint(cluster, prior)
-        return centre_xy, size_lw, yaw, "min_area_rect"
-    span, camera_xy = None, None
-    if frame.camera is not None and frame.T_base_cam is not None:
-        v = 0.5 * (float(box[1]) + float(box[3]))
-        origin, rays = pixel_rays(
-            frame.camera, frame.T_base_cam, np.array([[box[0], v], [box[2], v]], float)
-        )
-        camera_xy = origin[:2]
-        span = (math.atan2(rays[0, 1], rays[0, 0]), math.atan2(rays[1, 1], rays[1, 0]))
-    sensor_xy = frame.sensor_xy if frame.sensor_xy is not None else np.zeros(2)
-    rect = fit_rectangle(cluster[:, :2], prior[:2], sensor_xy, camera_xy, span)
+    rect = None
+    if method == "l_shape":
+        span, camera_xy = None, None
+        if frame.camera is not None and frame.T_base_cam is not None:
+            v = 0.5 * (float(box[1]) + float(box[3]))
+            edges = np.array([[box[0], v], [box[2], v]], float)
+            origin, rays = pixel_rays(frame.camera, frame.T_base_cam, edges)
+            camera_xy = origin[:2]
+            span = (math.atan2(rays[0, 1], rays[0, 0]), math.atan2(rays[1, 1], rays[1, 0]))
+        sensor_xy = frame.sensor_xy if frame.sensor_xy is not None else np.zeros(2)
+        rect = fit_rectangle(cluster[:, :2], prior[:2], sensor_xy, camera_xy, span)
     if rect is None:
         centre_xy, size_lw, yaw = _footprint(cluster, prior)
         return centre_xy, size_lw, yaw, "min_area_rect"

@@ -232,18 +232,29 @@ class BagScores:
         median (and the footprint methods used, where the output names them)."""
         lines = []
         for cls in sorted({e.cls for e in self.center_errors}):
-            errs = [e for e in self.center_errors if e.cls == cls]
-            c = np.array([e.center_m for e in errs])
-            fits = sorted({e.fit for e in errs if e.fit})
-            # a heading only where a footprint gave one (vehicles; people's is the bearing)
-            with_yaw = [e.yaw_deg for e in errs if e.fit in ("l_shape", "min_area_rect")]
-            yaw = f"  yaw median {np.median(with_yaw):.1f} deg" if with_yaw else ""
+            n, median, p90, yaw_median = error_summary(self.center_errors, cls)
+            fits = sorted({e.fit for e in self.center_errors if e.cls == cls and e.fit})
+            yaw = f"  yaw median {yaw_median:.1f} deg" if math.isfinite(yaw_median) else ""
             lines.append(
-                f"  {cls:12} {len(errs):4d} matched  centre median {np.median(c):.2f} m  "
-                f"p90 {np.percentile(c, 90):.2f} m{yaw}"
+                f"  {cls:12} {n:4d} matched  centre median {median:.2f} m  p90 {p90:.2f} m{yaw}"
                 + (f"  ({', '.join(fits)})" if fits else "")
             )
         return "\n".join(lines)
+
+
+FOOTPRINT_FITS = ("l_shape", "min_area_rect")  # the fits that give a heading
+
+
+def error_summary(errors: Sequence[ObjectError], cls: str) -> tuple[int, float, float, float]:
+    """One class's matched objects: count, centre error median and p90 (m), and the yaw
+    error median (deg) over the footprint fits that give a heading (a person's yaw is
+    its bearing); NaN where there is none."""
+    c = [e.center_m for e in errors if e.cls == cls]
+    if not c:
+        return 0, float("nan"), float("nan"), float("nan")
+    yaw = [e.yaw_deg for e in errors if e.cls == cls and e.fit in FOOTPRINT_FITS]
+    yaw_median = float(np.median(yaw)) if yaw else float("nan")
+    return len(c), float(np.median(c)), float(np.percentile(c, 90)), yaw_median
 
 
 @dataclass
