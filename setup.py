@@ -83,6 +83,7 @@ setup(
         "console_scripts": [
             "mmp = multimodal_perception.cli:main",
             "multimodal_perception_node = multimodal_perception.ros_pkg.node:main",
+            "multimodal_perception_managed_node = multimodal_perception.ros_pkg.managed_node:main",
         ]
     },
 )

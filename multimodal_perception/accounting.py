@@ -52,11 +52,16 @@ def diagnostics_statuses(
     qa: Any | None,  # perception.scene_qa.SceneQA: its worker's health, or why none runs
     degraded: Counter[str] | None = None,
     degraded_detail: str = "",
+    silences: dict[str, float] | None = None,  # sensor topic -> seconds without a message
 ) -> list[out.StatusReport]:
     statuses = []
     for topic, row in sorted(accounting.items()):
         level = out.WARN if sum(row["dropped"].values()) > row["used"] else out.OK
         message = f"{row['in']} in, {row['used']} used"
+        silent = (silences or {}).get(topic)
+        if silent is not None:
+            level = out.WARN
+            message = f"silent for {silent:.1f} s; " + message
         if row.get("last_problem"):
             message += f"; last problem: {row['last_problem']}"
         statuses.append(

@@ -11,7 +11,7 @@ the topic and the error.
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,12 +70,52 @@ class TopicStats:
     first_stamp_ns: int | None = None  # header stamps of decoded messages, for the rate
     last_stamp_ns: int | None = None
     stamped: int = 0
+    periods_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20))  # recent gaps
 
     def rate_hz(self) -> float | None:
         if self.stamped < 2 or self.first_stamp_ns is None or self.last_stamp_ns is None:
             return None
         span = (self.last_stamp_ns - self.first_stamp_ns) / 1e9
         return (self.stamped - 1) / span if span > 0 else None
+
+    def observe(self, stamp_ns: int, jump_ns: int, newest_elsewhere: int | None) -> None:
+        """A decoded message's header stamp, for the rate and the usual period. A stamp
+        more than ``jump_ns`` behind the last (a bag loop, a clock reset) is named, as is
+        one that far ahead of this topic and of every other topic's newest (a clock step;
+        a stream resuming after a gap is not one); the rate starts again from it."""
+        last = self.last_stamp_ns
+        step = 0 if last is None else stamp_ns - last
+        ahead = newest_elsewhere is None or stamp_ns - newest_elsewhere > jump_ns
+        if step < -jump_ns or (step > jump_ns and ahead):
+            kind = "time_jump_backward" if step < 0 else "time_jump_forward"
+            self.notes[kind] += 1
+            self.last_problem = (
+                f"header.stamp {'went back' if step < 0 else 'jumped ahead'} "
+                f"{abs(step) / 1e9:.3f} s (from {last} to {stamp_ns} ns): "
+                + ("a bag loop or a clock reset" if step < 0 else "a clock step")
+            )
+            self.first_stamp_ns, self.stamped = None, 0
+            self.periods_ns.clear()
+        elif 0 < step <= jump_ns:
+            self.periods_ns.append(step)
+        if self.first_stamp_ns is None:
+            self.first_stamp_ns = stamp_ns
+        self.last_stamp_ns = stamp_ns
+        self.stamped += 1
+
+    def silent_s(self, now_ns: int) -> float | None:
+        """Seconds since the last message where that is more than three usual periods
+        (and 0.5 s); None while the stream is as usual, or too new to judge."""
+        if self.last_stamp_ns is None or len(self.periods_ns) < 3:
+            return None
+        gap = now_ns - self.last_stamp_ns
+        period = float(np.median(self.periods_ns))
+        return gap / 1e9 if gap > max(3 * period, 5e8) else None
+
+    def recent_rate_hz(self) -> float | None:
+        if len(self.periods_ns) < 3:
+            return None
+        return 1e9 / float(np.median(self.periods_ns))
 
 
 def topic_roles(p: Parameters) -> dict[str, str]:
@@ -136,6 +176,7 @@ class Ingest:
     def __init__(self, params: Parameters) -> None:
         self.roles = topic_roles(params)
         self.stats: dict[str, TopicStats] = defaultdict(TopicStats)
+        self.jump_ns = int(params["sync.time_jump_ms"] * 1e6)
 
     def decode(self, topic: str, msg: Any) -> Decoded | None:
         """None for a topic of no role (not counted) or a message dropped (counted); a
@@ -170,10 +211,12 @@ class Ingest:
         except Exception as exc:  # a message of the wrong type, a decoder bug: never fatal
             return self._drop(topic, "undecodable", exc)
         if stamp is not None:
-            if stats.first_stamp_ns is None:
-                stats.first_stamp_ns = stamp
-            stats.last_stamp_ns = stamp
-            stats.stamped += 1
+            others = [
+                st.last_stamp_ns
+                for t, st in self.stats.items()
+                if t != topic and st.last_stamp_ns is not None
+            ]
+            stats.observe(stamp, self.jump_ns, max(others, default=None))
         return Decoded(topic, role, stamp, payload)
 
     def _drop(self, topic: str, reason: str, exc: Exception) -> None:
@@ -181,6 +224,33 @@ class Ingest:
         self.stats[topic].last_problem = f"{reason}: {exc}"
         log.warning("%s: dropped (%s): %s: %s", topic, reason, type(exc).__name__, exc)
         return None
+
+    def note(self, topic: str, note: str, problem: str) -> None:
+        """A problem about a topic found outside its messages (a publisher's QoS, say)."""
+        self.stats[topic].notes[note] += 1
+        self.stats[topic].last_problem = problem
+        log.warning("%s: %s", topic, problem)
+
+    def supersede(self, topic: str, stamp_ns: int) -> None:
+        """A complete frame dropped for a newer one before compute was free (the node's
+        latest-wins hand-over)."""
+        self.count(topic, "used", -1)
+        self.count(topic, "superseded_by_newer_frame")
+        rate = self.stats[topic].recent_rate_hz()
+        self.stats[topic].last_problem = (
+            f"frame at {stamp_ns} ns superseded by a newer one: frames arrive faster than "
+            "they are computed" + (f" (arriving at {rate:.1f} Hz)" if rate else "")
+        )
+
+    def silences(self, now_ns: int) -> dict[str, float]:
+        """Sensor topics that went silent at ``now_ns``: seconds since their last message."""
+        out = {}
+        for topic, stats in self.stats.items():
+            if self.roles.get(topic) in SENSOR_ROLES:
+                silent = stats.silent_s(now_ns)
+                if silent is not None:
+                    out[topic] = silent
+        return out
 
     def count(self, topic: str, outcome: str, delta: int = 1) -> None:
         """An outcome decided after decoding (``received`` unchanged)."""

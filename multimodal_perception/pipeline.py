@@ -135,10 +135,6 @@ class Pipeline:
         return self.models.segmenter
 
     @property
-    def embedded_default(self) -> bool:
-        return self.models.embedded_default
-
-    @property
     def multimodal(self) -> Any:
         return self.qa.worker
 
@@ -253,8 +249,12 @@ class Pipeline:
     def count_superseded(self, group: SyncGroup) -> None:
         """A complete frame the node dropped for a newer one (latest wins)."""
         with self.lock:
-            self.ingest_stage.count(group.anchor[0], "used", -1)
-            self.ingest_stage.count(group.anchor[0], "superseded_by_newer_frame")
+            self.ingest_stage.supersede(group.anchor[0], group.stamp_ns)
+
+    def note_input_problem(self, topic: str, note: str, problem: str) -> None:
+        """A problem with an input found outside its messages (a publisher's QoS)."""
+        with self.lock:
+            self.ingest_stage.note(topic, note, problem)
 
     def _align_config(self) -> AlignConfig:
         p = self.params
@@ -390,6 +390,7 @@ class Pipeline:
             statuses = diagnostics_statuses(
                 self.accounting(), self.timings, self.frames, self.qa,
                 self.degraded_counts, self.degraded_detail,
+                self.ingest_stage.silences(stamp_ns),
             ) + list(extra or ())  # fmt: skip
         if self.inspection is not None:
             statuses.append(self.inspection.status())

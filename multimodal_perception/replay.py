@@ -97,7 +97,7 @@ def replay(
     factory = RosbagsFactory(get_project_typestore())
     pipeline = Pipeline(params, factory, models=models)
     synthetic = all("synthetic" in bag_metadata(b).get("mmp.source", "") for b in bags)
-    if pipeline.embedded_default and not synthetic:
+    if pipeline.models.embedded_default and not synthetic:
         print(
             "warning: the project-trained tiny models know only the synthetic world; on this "
             "recording they will miss most objects: give real models with --model-dir "
@@ -287,7 +287,7 @@ def _report(
         "models": {
             "detector": pipeline.detector.manifest.name,
             "segmenter": pipeline.segmenter.manifest.name if pipeline.segmenter else None,
-            "embedded_default": pipeline.embedded_default,
+            "embedded_default": pipeline.models.embedded_default,
             "providers": [pipeline.detector.backend.provider],
         },
         "timing": {  # wall clock: differs between runs
