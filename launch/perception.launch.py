@@ -1,16 +1,20 @@
 """Start the multimodal_perception node: the parameter file, input remaps, namespace.
 
-Wiring only. Every launch argument is declared with a description; topics are remapped
-(the node subscribes to the defaults in config/perception.yaml); the few parameters set
-here are named in the node's parameter schema (multimodal_perception/config.py).
+``managed:=true`` starts the managed (lifecycle) node instead of the plain one: it waits
+unconfigured for a system manager (Nav2's lifecycle manager, ``ros2 lifecycle set``) to
+configure and activate it. Wiring only. Every launch argument is declared with a
+description; topics are remapped (the node subscribes to the defaults in
+config/perception.yaml); the few parameters set here are named in the node's parameter
+schema (multimodal_perception/config.py).
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
@@ -57,14 +61,30 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             "debug_image", default_value="false", description="publish an overlay on debug_image"
         ),
+        DeclareLaunchArgument(
+            "managed",
+            default_value="false",
+            description="true: the managed (lifecycle) node, configured and activated by a "
+            "lifecycle manager; false: the plain node, running at once",
+        ),
     ]
     args += [
         DeclareLaunchArgument(name, default_value=default, description=description)
         for name, default, description in TOPIC_ARGUMENTS
     ]
-    node = Node(
+    managed = LaunchConfiguration("managed")
+    plain = _perception_node(Node, "multimodal_perception_node", UnlessCondition(managed))
+    lifecycle = _perception_node(
+        LifecycleNode, "multimodal_perception_managed_node", IfCondition(managed)
+    )
+    return LaunchDescription([*args, plain, lifecycle])
+
+
+def _perception_node(kind: type, executable: str, condition: object) -> Node:
+    return kind(
         package="multimodal_perception",
-        executable="multimodal_perception_node",
+        executable=executable,
+        condition=condition,
         name="multimodal_perception",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
@@ -90,4 +110,3 @@ def generate_launch_description() -> LaunchDescription:
             ("/radar/points", LaunchConfiguration("radar_topic")),
         ],
     )
-    return LaunchDescription([*args, node])

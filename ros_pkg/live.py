@@ -71,8 +71,12 @@ def params_file(path: Path, overrides: dict[str, Any] | None = None) -> Path:
     return path
 
 
-def start_node(params: Path, log: Path, namespace: str = NS) -> subprocess.Popen:
-    exe = Path(sys.executable).parent / "multimodal_perception_node"
+def start_node(
+    params: Path, log: Path, namespace: str = NS, executable: str = "multimodal_perception_node"
+) -> subprocess.Popen:
+    """The node (``multimodal_perception_managed_node``: the lifecycle one) from its
+    console entry point, stdout piped (its final accounting), stderr to ``log``."""
+    exe = Path(sys.executable).parent / executable
     cmd = [str(exe), "--ros-args", "-r", f"__ns:={namespace}", "--params-file", str(params)]
     cmd += ["-p", "use_sim_time:=true"]
     with open(log, "w") as err:

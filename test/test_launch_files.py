@@ -72,6 +72,7 @@ def launch_facts(path: Path) -> dict[str, object]:
     used: set[str] = set()
     parameters: set[str] = set()
     included: dict[str, set[str]] = {}
+    executables: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -87,7 +88,11 @@ def launch_facts(path: Path) -> dict[str, object]:
                     used.add(str(_value(node.args[0], env)))
                 except ValueError:
                     pytest.fail(f"{path.name}:{node.lineno}: LaunchConfiguration of a non-literal")
-        if name == "Node":
+        keywords = {kw.arg for kw in node.keywords}
+        if {"executable", "parameters"} <= keywords:  # a Node or LifecycleNode action
+            executables.add(
+                ast.unparse(next(k.value for k in node.keywords if k.arg == "executable"))
+            )
             for kw in node.keywords:
                 if kw.arg == "parameters" and isinstance(kw.value, ast.List):
                     for item in kw.value.elts:
@@ -100,7 +105,13 @@ def launch_facts(path: Path) -> dict[str, object]:
                 if kw.arg == "launch_arguments":
                     mapping = kw.value.func.value if isinstance(kw.value, ast.Call) else kw.value
                     included[target] = {ast.literal_eval(k) for k in mapping.keys}
-    return {"declared": declared, "used": used, "parameters": parameters, "included": included}
+    return {
+        "declared": declared,
+        "used": used,
+        "parameters": parameters,
+        "included": included,
+        "executables": executables,
+    }
 
 
 def test_there_are_launch_files():
@@ -142,3 +153,13 @@ def test_the_checks_see_the_remapped_topics_and_parameters():
     assert {"camera_topic", "lidar_topic", "vlm_model_dir", "config_file"} <= set(facts["declared"])
     assert {"camera_topic", "vlm_model_dir"} <= facts["used"]
     assert {"models.directory", "vlm.model_dir"} <= facts["parameters"]
+    assert facts["executables"] == {"executable"}  # one node action, made plain or managed
+
+
+def test_the_managed_argument_starts_an_installed_lifecycle_node():
+    """``managed:=true`` picks the lifecycle executable, which setup.py installs."""
+    source = (REPO / "launch" / "perception.launch.py").read_text()
+    setup = (REPO / "setup.py").read_text()
+    for executable in ("multimodal_perception_node", "multimodal_perception_managed_node"):
+        assert f'"{executable}"' in source and f"{executable} = " in setup
+    assert "LifecycleNode" in source and "IfCondition(managed)" in source
