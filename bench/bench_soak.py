@@ -10,7 +10,6 @@ choose the lengths.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -28,25 +27,9 @@ SHIPPED = REPO / "bags" / "urban_crossing_5s"
 CACHE = REPO / ".cache" / "soak"
 
 
-def _shift(msg, delta_ns: int):
-    """The message with every header stamp (and tf stamp) moved by ``delta_ns``."""
-
-    def moved(header):
-        ns = header.stamp.sec * 10**9 + header.stamp.nanosec + delta_ns
-        stamp = dataclasses.replace(header.stamp, sec=ns // 10**9, nanosec=ns % 10**9)
-        return dataclasses.replace(header, stamp=stamp)
-
-    if hasattr(msg, "header"):
-        return dataclasses.replace(msg, header=moved(msg.header))
-    if hasattr(msg, "transforms"):
-        return dataclasses.replace(
-            msg, transforms=[dataclasses.replace(t, header=moved(t.header)) for t in msg.transforms]
-        )
-    return msg
-
-
 def looped_bag(seconds: int) -> Path:
     from multimodal_perception.ros_pkg.bag_io import BagWriter, iter_bag
+    from multimodal_perception.ros_pkg.stamps import shift_stamps
 
     out = CACHE / f"looped_{seconds}s"
     if (out / "metadata.yaml").exists():
@@ -59,7 +42,7 @@ def looped_bag(seconds: int) -> Path:
             for r in records:
                 if r.topic == "/tf_static" and loop:
                     continue
-                writer.write(r.topic, _shift(r.msg, delta), r.log_time_ns + delta)
+                writer.write(r.topic, shift_stamps(r.msg, delta), r.log_time_ns + delta)
     return out
 
 

@@ -231,6 +231,10 @@ class Tracker:
         # still grows, and the next frame predicts forward again.
         dt = 0.0 if self._stamp is None else (stamp - self._stamp) / 1e9
         self._stamp = stamp
+        # Unseen longer than a track may live: gone before association, so that after a
+        # gap in the stream (or a clock step ahead) no new object gets an old id.
+        limit_ns = self.config.max_missed_s * 1e9
+        self.tracks = [t for t in self.tracks if stamp - t.last_stamp <= limit_ns]
         F, Q = self._motion(dt)
         for t in self.tracks:
             self._predict(t, F, Q)

@@ -5,7 +5,9 @@ their stored CDR bytes (no re-encoding) on publishers of their recorded type, in
 order, paced by log time over ``rate``; ``/clock`` follows the bag's log time so nodes
 with ``use_sim_time`` see bag time. /tf_static is published transient-local (latched).
 After the last message the clock keeps ticking for ``tail_s`` of bag time, so that
-nodes waiting on a header-time timeout finish their last frame.
+nodes waiting on a header-time timeout finish their last frame. ``loops`` > 1 plays the
+bag again and again as one continuous recording: each pass's log times and header stamps
+move on by the bag's length (plus one 0.1 s gap), /tf_static goes out once.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from rosbags.highlevel import AnyReader
 from rosgraph_msgs.msg import Clock
 
 from .bag_io import BagRecord
+from .stamps import shift_stamps
 from .typestore import get_project_typestore
 
 LATCHED_TOPICS = ("/tf_static",)
+LOOP_GAP_NS = 100_000_000
 
 
 def _message_class(msgtype: str) -> Any:
@@ -66,6 +70,7 @@ def play(
     splice: Splice | None = None,
     extra_topics: dict[str, str] | None = None,
     spin: Node | None = None,
+    loops: int = 1,
 ) -> dict[str, int]:
     """Publish; returns messages published per topic. rclpy must be initialised.
 
@@ -103,7 +108,18 @@ def play(
             start_log: int | None = None
             next_clock = 0.0
             last_log = 0
-            for conn, log_ns, raw in reader.messages(connections=conns):
+            typestore = get_project_typestore()
+            period = reader.end_time - reader.start_time + LOOP_GAP_NS
+            passes = (
+                (loop * period, conn, log_ns + loop * period, raw)
+                for loop in range(loops)
+                for conn, log_ns, raw in reader.messages(connections=conns)
+                if not (loop and conn.topic in LATCHED_TOPICS)
+            )
+            for shift, conn, log_ns, raw in passes:
+                if shift:  # a later pass: the same messages, later stamps
+                    moved = shift_stamps(reader.deserialize(raw, conn.msgtype), shift)
+                    raw = typestore.serialize_cdr(moved, conn.msgtype)
                 start_log = log_ns if start_log is None else start_log
                 due = start_wall + (log_ns - start_log) / 1e9 / rate
                 while (now := time.monotonic()) < due:

@@ -12,6 +12,7 @@ and the tracker downstream.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .errors import ValueRangeError
@@ -92,3 +93,20 @@ def make_header(factory: MessageFactory, stamp_ns: int, frame_id: str) -> Any:
     return factory.make(
         "std_msgs/msg/Header", stamp=make_time(factory, stamp_ns), frame_id=str(frame_id)
     )
+
+
+def shift_stamps(msg: Any, delta_ns: int) -> Any:
+    """A rosbags message with its header stamp (or, for a TFMessage, every transform's)
+    moved by ``delta_ns``: a recording looped into a continuous one."""
+
+    def moved(header: Any) -> Any:
+        ns = header.stamp.sec * NS_PER_S + header.stamp.nanosec + delta_ns
+        stamp = dataclasses.replace(header.stamp, sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
+        return dataclasses.replace(header, stamp=stamp)
+
+    if hasattr(msg, "header"):
+        return dataclasses.replace(msg, header=moved(msg.header))
+    if hasattr(msg, "transforms"):
+        transforms = [dataclasses.replace(t, header=moved(t.header)) for t in msg.transforms]
+        return dataclasses.replace(msg, transforms=transforms)
+    return msg

@@ -35,6 +35,24 @@ def test_tracker_keeps_ids_through_a_crossing_and_estimates_velocity():
     np.testing.assert_allclose(tb.velocity, [-1.4, 0.0], atol=0.1)
 
 
+def test_a_track_unseen_longer_than_it_lives_gives_no_new_object_its_id():
+    """A gap in the stream (a clock step ahead, a camera that stopped) longer than
+    tracking.max_missed_s: a car parked where the old track was is a new track (its
+    covariance after the gap would gate it in, and it would carry the old id)."""
+    tracker = Tracker()
+    car = np.array([12.0, 3.0])
+    for k in range(5):
+        tracker.step(k * 100_000_000, [Measurement(car, "car", 0.9)])
+    (before,) = tracker.assignment
+    gap_ns = int((tracker.config.max_missed_s + 29.0) * 1e9)
+    tracker.step(400_000_000 + gap_ns, [Measurement(car, "car", 0.9)])
+    (after,) = tracker.assignment
+    assert after.track_id != before.track_id and after.hits == 1
+    # Within the lifetime the same object keeps its id.
+    tracker.step(500_000_000 + gap_ns, [Measurement(car, "car", 0.9)])
+    assert tracker.assignment[0].track_id == after.track_id
+
+
 def test_radar_radial_velocity_speeds_up_velocity_convergence():
     with_radar, without = Tracker(), Tracker()
     for k in range(4):
