@@ -201,7 +201,9 @@ def _cmd_play(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"bag {bag} does not exist")
     from .ros_pkg.player import main as play_main
 
-    return play_main([Path(b) for b in args.bags], args.rate, args.topics)
+    if args.loops < 1:
+        raise ValueError(f"--loops {args.loops}: must be >= 1")
+    return play_main([Path(b) for b in args.bags], args.rate, args.topics, args.loops)
 
 
 def _cmd_calibrate_filter(args: argparse.Namespace) -> int:
@@ -359,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("bags", nargs="+")
     play.add_argument("--rate", type=float, default=1.0, help="playback rate")
     play.add_argument("--topics", nargs="+", help="only these topics")
+    play.add_argument(
+        "--loops", type=int, default=1, help="play it N times as one continuous recording"
+    )
     play.set_defaults(func=_cmd_play)
     info = sub.add_parser("info", help="topics, types, counts and header-stamp rates of bags")
     info.add_argument("bags", nargs="+")

@@ -147,10 +147,10 @@ def play(
     return published
 
 
-def main(bags: Sequence[Path], rate: float, topics: Sequence[str] | None) -> int:
+def main(bags: Sequence[Path], rate: float, topics: Sequence[str] | None, loops: int = 1) -> int:
     rclpy.init()
     try:
-        counts = play(bags, rate, topics)
+        counts = play(bags, rate, topics, loops=loops)
     finally:
         rclpy.try_shutdown()
     for topic, n in sorted(counts.items()):
