@@ -1,5 +1,6 @@
 """``mmp diff`` and ``mmp regress``: the commands that compare runs (and ``mmp batch
---baseline``'s diff against a previous batch)."""
+--baseline``'s diff against a previous batch); ``mmp check-calibration``, which checks a
+recording's calibration."""
 
 from __future__ import annotations
 
@@ -68,6 +69,36 @@ def _cmd_regress(args: argparse.Namespace) -> int:
                    args.synthetic_only)  # fmt: skip
 
 
+def _angles(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: give roll,pitch,yaw in degrees")
+    return values  # type: ignore[return-value]
+
+
+def _cmd_check_calibration(args: argparse.Namespace) -> int:
+    from .calibration_check import report, run_check
+
+    bag = Path(args.bag)
+    if not bag.exists():
+        raise FileNotFoundError(f"bag {bag} does not exist")
+    if args.window_s <= 0:
+        raise ValueError(f"--window-s {args.window_s}: must be > 0")
+    results = run_check(bag, Path(args.out), args.camera, args.window_s, args.rotate)
+    print("\n".join(report(results)))
+    bad = [r for r in results if r.verdict != "ok"]
+    if bad:
+        e = bad[0].estimate
+        fix = ", ".join(f"{a} {-v:+.2f} deg" for a, v in e.rotation_deg.items())
+        print(f"{len(bad)} of {len(results)} windows beyond limits; suggested correction of "
+              f"the camera's extrinsic (not applied): {fix}")  # fmt: skip
+    print(f"written: {Path(args.out) / 'calibration.md'}, calibration.json, overlay pictures")
+    return 1 if bad else 0
+
+
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
     df = sub.add_parser("diff", help="compare two replays (or batches) of the same bags; gate")
     df.add_argument("run_a", help="the reference: a replay or batch output folder")
@@ -84,6 +115,14 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     rg.add_argument("--update", action="store_true", help="rewrite the baseline, say what moved")
     rg.add_argument("--synthetic-only", action="store_true", help="skip the real bags")
     rg.set_defaults(func=_cmd_regress)
+    cc = sub.add_parser("check-calibration", help="lidar-camera rotation error of a recording")
+    cc.add_argument("bag")
+    cc.add_argument("--camera", help="only this camera of a rig (default: every camera)")
+    cc.add_argument("--out", default="out/calibration", help="table, JSON and pictures here")
+    cc.add_argument("--window-s", type=float, default=2.0, help="header time per estimate")
+    cc.add_argument("--rotate", type=_angles, default=(0.0, 0.0, 0.0),
+                    help="first perturb the extrinsic: roll,pitch,yaw deg")  # fmt: skip
+    cc.set_defaults(func=_cmd_check_calibration)
 
 
 __all__ = ["RunError", "add_run_commands", "diff_and_gate"]
