@@ -14,20 +14,21 @@ checking the check.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from .calibration_stage import CalibrationCheck, verdict
 from .config import load_parameters
 from .fusion import calib_health as ch
 from .fusion.projection import project_points
 from .ros_pkg.bag_io import iter_bag
 from .ros_pkg.camera_info import CameraModel
 
-WARN_DEG, ERROR_DEG = 0.6, 1.5
+WARN_DEG, ERROR_DEG = 0.6, 1.5  # calibration.warn_deg, calibration.error_deg defaults
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,6 @@ class CheckFrame:
         if rotate_deg is not None:
             T = ch.perturbed_extrinsic(T, np.asarray(rotate_deg, float))
         return ch.edge_frame(self.image, self.xyz, T)
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    camera: str
-    start_ns: int
-    end_ns: int
-    verdict: str  # ok | warn | error
-    estimate: ch.CalibrationEstimate
 
 
 def bag_frames(bag: Path, overrides: dict[str, Any] | None = None) -> list[CheckFrame]:
@@ -83,25 +75,13 @@ def bag_frames(bag: Path, overrides: dict[str, Any] | None = None) -> list[Check
     return frames
 
 
-def verdict(e: ch.CalibrationEstimate, warn_deg: float, error_deg: float) -> str:
-    worst = "ok"
-    for axis in ch.AXES:
-        off, sigma = abs(e.rotation_deg[axis]), e.rotation_sigma_deg[axis]
-        significant = not np.isfinite(sigma) or off > 2 * sigma
-        if off > error_deg and significant:
-            return "error"
-        if off > warn_deg and significant:
-            worst = "warn"
-    return worst
-
-
 def check_frames(
     frames: list[CheckFrame],
     window_s: float = 2.0,
     rotate_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
     warn_deg: float = WARN_DEG,
     error_deg: float = ERROR_DEG,
-) -> list[WindowResult]:
+) -> list[CalibrationCheck]:
     """Windows of ``window_s`` of header time per camera, each estimated and judged."""
     results = []
     rotate = np.asarray(rotate_deg, float)
@@ -113,7 +93,9 @@ def check_frames(
             window = [f for f in mine if start <= f.stamp_ns < end]
             if len(window) >= 1:
                 e = ch.estimate([f.edge_frame(rotate) for f in window], window[0].camera)
-                results.append(WindowResult(name, start, end, verdict(e, warn_deg, error_deg), e))
+                results.append(
+                    CalibrationCheck(name, start, end, verdict(e, warn_deg, error_deg), e)
+                )
             start = end
     return results
 
@@ -133,7 +115,7 @@ def overlay(frame: CheckFrame, rotate_deg: np.ndarray, correction_deg: np.ndarra
     return canvas
 
 
-def report(results: list[WindowResult]) -> list[str]:
+def report(results: list[CalibrationCheck]) -> list[str]:
     lines = [
         "| camera | window (s) | verdict | roll | pitch | yaw (deg, +- 1 sigma) "
         "| agreement before -> after | depth edges |",
@@ -159,7 +141,7 @@ def run_check(
     camera: str | None = None,
     window_s: float = 2.0,
     rotate_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
-) -> list[WindowResult]:
+) -> list[CalibrationCheck]:
     frames = bag_frames(bag)
     if camera is not None:
         names = sorted({f.camera_name for f in frames})
@@ -170,7 +152,7 @@ def run_check(
         raise ValueError(f"{bag}: no frame with a camera model and a lidar sweep")
     results = check_frames(frames, window_s, rotate_deg)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{**asdict(r), "estimate": asdict(r.estimate)} for r in results]
+    rows = [r.payload() for r in results]  # as on the node's calibration_health topic
     (out / "calibration.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "calibration.md").write_text("\n".join(report(results)) + "\n")
     for r in results[:1] + [r for r in results if r.verdict != "ok"][:2]:

@@ -299,6 +299,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("open_vocab.zones", True, "Score each inspection zone's image region too"),
     ParamSpec("open_vocab.rate_hz", 1.0, "Open-vocabulary scoring at most this often", 0.01, 30.0),
+    ParamSpec("calibration.enabled", False, "Check the lidar-camera rotation, off the hot path"),
+    ParamSpec(
+        "calibration.period_s", 10.0, "A check at most this often (header time)", 0.5, 3600.0
+    ),
+    ParamSpec("calibration.window_s", 2.0, "Header time a check's frames span", 0.1, 60.0),
+    ParamSpec("calibration.frames", 8, "Frames a check scores, spread over its window", 1, 100),
+    ParamSpec(
+        "calibration.warn_deg", 0.6, "Warn beyond this rotation error (and 2 sigma)", 0.05, 10.0
+    ),
+    ParamSpec("calibration.error_deg", 1.5, "Error beyond this rotation error", 0.1, 20.0),
     ParamSpec(
         "qos.reliability",
         "best_effort",

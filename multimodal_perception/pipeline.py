@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .accounting import account, diagnostics_statuses
+from .calibration_stage import CalibrationHealth
 from .config import Parameters
 from .core import FrameCore
 from .describe import describe_scene
@@ -53,7 +54,12 @@ from .rig_merge import RigMerger
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 from .ros_pkg.factory import MessageFactory
-from .ros_pkg.frame_messages import Output, encode_frame, encode_scene_objects
+from .ros_pkg.frame_messages import (
+    Output,
+    encode_frame,
+    encode_scene_objects,
+    label_info_output,
+)
 from .tracking_stage import TrackingStage
 
 log = logging.getLogger("multimodal_perception.pipeline")
@@ -85,6 +91,9 @@ class Pipeline:
         self.tf: TransformSource = transforms if transforms is not None else TransformBuffer()
         self._tf_owned = transforms is None
         self.camera_models: dict[str, CameraModel] = {}  # rig camera name ('' alone) ->
+        self._align = AlignConfig(params["frames.base"], params["frames.fixed"],
+                                  bool(params["fusion.ego_motion_compensation"]),
+                                  anchor=params["sync.anchor"])  # fmt: skip
         self.models = models if models is not None else load_models(params)  # batch: preloaded
         self._models_owned = models is None  # a batch worker's stack outlives its pipelines
         compile_s = kernels.warm_up()  # before the first frame, not during it
@@ -104,6 +113,7 @@ class Pipeline:
         zones = params["inspection.zones_file"]
         self.inspection = Inspection(zones) if zones else None
         self.findings = Findings(params)  # open_vocab.*: CLIP on crops, on its own worker
+        self.calibration = CalibrationHealth(params, inline=True)  # the node: a worker
         # The newest TIMINGS_KEPT stage times each: a node runs for days (reports give
         # percentiles over them).
         self.timings: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=TIMINGS_KEPT))
@@ -216,7 +226,7 @@ class Pipeline:
         camera = self.camera_of.get(topic, self.cameras[0])
         try:
             t0 = self.clock()
-            frame = align(group, self.tf, self.camera_models.get(camera.name), self._align_config())
+            frame = align(group, self.tf, self.camera_models.get(camera.name), self._align)
             return Aligned(topic, camera, frame, (self.clock() - t0) * 1e3)
         except NoCameraError as exc:
             log.info("%s", exc)
@@ -239,6 +249,10 @@ class Pipeline:
         try:
             result = self.cores[aligned.camera.name].step(frame)
             result.timings_ms["align"] = aligned.align_ms
+            self.calibration.offer(aligned.camera.name, frame)
+            if suspect := self.calibration.degraded(aligned.camera.name):
+                result.degraded = tuple(sorted({*result.degraded, suspect}))
+                result.scene["degraded"] = sorted({*result.scene["degraded"], suspect})
             if frame.notes:
                 self.degraded_detail = frame.notes[-1]
             return self._frame_outputs(result, aligned.camera)
@@ -255,15 +269,6 @@ class Pipeline:
         """A problem with an input found outside its messages (a publisher's QoS)."""
         with self.lock:
             self.ingest_stage.note(topic, note, problem)
-
-    def _align_config(self) -> AlignConfig:
-        p = self.params
-        return AlignConfig(
-            p["frames.base"],
-            p["frames.fixed"],
-            bool(p["fusion.ego_motion_compensation"]),
-            anchor=p["sync.anchor"],
-        )
 
     def _on_time_jump(self) -> None:
         log.warning("header time went backwards: synchroniser, tracks and tf history reset")
@@ -283,10 +288,8 @@ class Pipeline:
             self.filter_counts["class_not_wanted"] += result.unwanted
             self.filter_counts["duplicate_3d"] += len(result.duplicates)
             self.degraded_counts.update(result.degraded)
-            for i in result.kept:
-                self.class_counts[
-                    result.detections.class_names[result.detections.class_ids[i]]
-                ] += 1
+            names = result.detections.class_names
+            self.class_counts.update(names[result.detections.class_ids[i]] for i in result.kept)
             if self.keep_results:
                 self.results.append(result)
         # A rig: on the merging camera's frames, the scene of every camera together.
@@ -330,13 +333,7 @@ class Pipeline:
         seg = result.segmentation
         if seg is not None and p["output.segmentation"] and not self._label_info_sent:
             self._label_info_sent = True
-            info = out.label_info(
-                self.factory,
-                stamp_ns=result.stamp_ns,
-                frame_id=result.camera_frame,
-                class_names=seg.class_names,
-            )
-            outputs.append(Output("label_info", info, result.stamp_ns))
+            outputs.append(label_info_output(result, self.factory))
         period = int(p["diagnostics.period_s"] * NS)
         stamp = result.stamp_ns
         due = self._last_diag_ns is None or stamp - self._last_diag_ns >= period
@@ -354,6 +351,8 @@ class Pipeline:
     def poll(self) -> list[Output]:
         """Finished captions and answers, and open-vocabulary findings."""
         found = findings_outputs(self.findings.poll(), self.factory)
+        found += [Output("calibration_health", out.string_msg(self.factory, text), stamp)
+                  for stamp, text in self.calibration.poll()]  # fmt: skip
         return [self._result_output(r) for r in self.qa.poll()] + found
 
     def close(self) -> list[Output]:
@@ -361,6 +360,7 @@ class Pipeline:
         workers when this pipeline loaded the stack."""
         results = [self._result_output(r) for r in self.qa.close()]
         results += findings_outputs(self.findings.close(), self.factory)
+        self.calibration.close()
         if self._models_owned:
             self.models.close()
         return results
@@ -394,6 +394,6 @@ class Pipeline:
             ) + list(extra or ())  # fmt: skip
         if self.inspection is not None:
             statuses.append(self.inspection.status())
-        statuses += self.findings.diagnostics()
+        statuses += self.findings.diagnostics() + self.calibration.diagnostics()
         msg = out.diagnostic_array(self.factory, stamp_ns=stamp_ns, statuses=statuses)
         return Output("/diagnostics", msg, stamp_ns)

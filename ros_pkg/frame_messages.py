@@ -156,3 +156,13 @@ def encode_scene_objects(
     )
     scene_json = out.string_msg(f, json.dumps(scene, sort_keys=True))
     return [*msgs, Output("scene", scene_json, stamp), Output("scene_text", text_msg, stamp)]
+
+
+def label_info_output(result: Any, factory: MessageFactory) -> Output:
+    """vision_msgs/LabelInfo of the segmentation's classes (latched: sent once)."""
+    seg = result.segmentation
+    info = out.label_info(
+        factory, stamp_ns=result.stamp_ns, frame_id=result.camera_frame,
+        class_names=seg.class_names,
+    )  # fmt: skip
+    return Output("label_info", info, result.stamp_ns)

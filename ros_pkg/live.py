@@ -42,6 +42,7 @@ OUTPUT_TYPES = {
     "answer": "std_msgs/msg/String",
     "query_result": "std_msgs/msg/String",
     "scene_caption": "std_msgs/msg/String",
+    "calibration_health": "std_msgs/msg/String",
 }
 REPO_CONFIG = Path(__file__).resolve().parents[1] / "config" / "perception.yaml"
 

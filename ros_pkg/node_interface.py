@@ -35,6 +35,7 @@ OUTPUT_TYPES = {
     "debug_image": Image,
     "events": String,
     "findings": String,
+    "calibration_health": String,
 }
 # What a rig camera publishes under its name (the merged scene and 3D objects, events,
 # answers and captions stay at the top).

@@ -86,6 +86,7 @@ class PerceptionWiring:
         transforms = self._tf_source()
         self.pipeline = Pipeline(self.params, RclpyFactory(), transforms)
         self.pipeline.diagnostics_on_frames = False  # a timer publishes them
+        self.pipeline.calibration.inline = False  # checks on their own worker
         self._own_tf = transforms is None
         self.latency = FrameLatency()
         self.frames_published = 0

@@ -9,6 +9,8 @@ depth edges a window) the recorded calibration comes out within 0.15 deg."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,80 @@ def test_real_kitti_one_degree_is_found_within_a_third_of_a_degree(kitti_frames,
     found = np.array([e.rotation_deg[a] - base.rotation_deg[a] for a in ch.AXES])
     np.testing.assert_allclose(found, angles, atol=0.3)
     assert max(abs(v) for v in base.rotation_deg.values()) < 0.3  # the recorded calibration
+
+
+def _turned_tf_static(msg, angles):
+    """The /tf_static with the camera turned by ``angles`` (body axes) on its mount:
+    T_lidar_cam' = T_lidar_cam R (so T_cam_lidar' = R^T T_cam_lidar)."""
+    import dataclasses
+
+    from scipy.spatial.transform import Rotation
+
+    R = ch.rotation_about_body(np.array(angles, float))
+    out = []
+    for t in msg.transforms:
+        if t.child_frame_id == "camera_optical":
+            r = t.transform.rotation
+            q = (Rotation.from_quat([r.x, r.y, r.z, r.w]) * Rotation.from_matrix(R)).as_quat()
+            rot = dataclasses.replace(r, x=q[0], y=q[1], z=q[2], w=q[3])
+            t = dataclasses.replace(t, transform=dataclasses.replace(t.transform, rotation=rot))
+        out.append(t)
+    return dataclasses.replace(msg, transforms=out)
+
+
+def _replay_with_checks(bag, angles, inline=True):
+    from multimodal_perception.config import load_parameters
+    from multimodal_perception.pipeline import Pipeline
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+    from multimodal_perception.ros_pkg.factory import RosbagsFactory
+    from multimodal_perception.ros_pkg.typestore import get_project_typestore
+
+    params = load_parameters(None).with_overrides(
+        {"calibration.enabled": True, "calibration.period_s": 2.0, "calibration.frames": 8}
+    )
+    pipeline = Pipeline(params, RosbagsFactory(get_project_typestore()))
+    pipeline.calibration.inline = inline
+    pipeline.keep_results = True
+    outputs = []
+    for rec in iter_bag(bag):
+        msg = _turned_tf_static(rec.msg, angles) if rec.topic == "/tf_static" else rec.msg
+        outputs += pipeline.process(rec.topic, msg)
+    outputs += pipeline.finish()
+    outputs += pipeline.close() + pipeline.poll()
+    checks = [json.loads(o.msg.data) for o in outputs if o.topic == "calibration_health"]
+    diag = pipeline.diagnostics_output(pipeline.results[-1].stamp_ns).msg
+    return pipeline, checks, [s for s in diag.status if "calibration" in s.name]
+
+
+@pytest.fixture(scope="module")
+def kitti_bag():
+    need_data("kitti_raw_2011_09_26")
+    from multimodal_perception.bagbuild import build_real_bag
+
+    bag = CACHE / "bags" / "kitti_raw"
+    if not (bag / "metadata.yaml").exists():
+        build_real_bag("kitti_raw", DATA, bag)
+    return bag
+
+
+def test_the_pipeline_checks_a_real_rig_and_names_a_turned_camera(kitti_bag):
+    pipeline, checks, statuses = _replay_with_checks(kitti_bag, (0.0, 0.0, 0.0))
+    assert len(checks) == 2 and {c["verdict"] for c in checks} == {"ok"}
+    assert all("calibration_suspect" not in r.scene["degraded"] for r in pipeline.results)
+    assert statuses and statuses[0].level == 0  # OK
+    pipeline, checks, statuses = _replay_with_checks(kitti_bag, (0.0, 1.5, 0.0))
+    assert len(checks) == 2 and all(c["verdict"] in ("warn", "error") for c in checks)
+    for c in checks:
+        assert abs(c["rotation_error_deg"]["pitch"] - 1.5) <= 0.35
+        assert abs(c["suggested_correction_deg"]["pitch"] + c["rotation_error_deg"]["pitch"]) < 1e-9
+    first_end = checks[0]["window_ns"][1]
+    after = [r for r in pipeline.results if r.stamp_ns > first_end]
+    assert after and all("calibration_suspect" in r.scene["degraded"] for r in after)
+    assert statuses[0].level in (1, 2) and "pitch +1." in statuses[0].message
+
+
+def test_on_a_worker_the_checks_arrive_by_poll(kitti_bag):
+    """The node's mode: checks on their own thread, results collected by poll/close."""
+    pipeline, checks, _ = _replay_with_checks(kitti_bag, (0.0, 0.0, -1.0), inline=False)
+    assert checks and all(abs(c["rotation_error_deg"]["yaw"] + 1.0) <= 0.35 for c in checks)
+    assert pipeline.calibration.worker_s > 0

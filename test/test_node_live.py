@@ -46,8 +46,11 @@ pytestmark = pytest.mark.slow
 SHIPPED = REPO / "bags" / "urban_crossing_5s"
 NS = "/perception"
 # Every output a frame publishes (captions, answers, query results, the debug image, zone
-# events and open-vocabulary findings are optional: off by default).
-OPTIONAL = ("scene_caption", "answer", "debug_image", "events", "findings", "query_result")
+# events, open-vocabulary findings and calibration checks are optional: off by default).
+OPTIONAL = (
+    "scene_caption", "answer", "debug_image", "events", "findings", "query_result",
+    "calibration_health",
+)  # fmt: skip
 OUTPUTS = {k: v for k, v in OUTPUT_TYPES.items() if k not in OPTIONAL} | {"label_info": LabelInfo}
 TYPESTORE = get_project_typestore()
 
