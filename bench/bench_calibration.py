@@ -80,6 +80,44 @@ def main() -> None:
                     record(f"calibration 1 deg {axis_name} estimate error max, {name}"
                            + (" (-1 deg)" if size < 0 else ""), worst, "deg", None, "<= 0.3",
                            bool(worst <= 0.3))  # fmt: skip
+    live_cost()
+
+
+def live_cost() -> None:
+    """The node under real rclpy on KITTI raw at 1x (real models where ../shared has
+    them), calibration checks off and on (every 2 s, 8 frames): frame latency of each and
+    the ratio, and the worker's CPU time per check."""
+    import json
+    import tempfile
+
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+    from multimodal_perception.ros_pkg.live import run_live
+
+    models = REPO.parent / "shared" / "models"
+    base = (
+        {"models.directory": str(models), "segmenter.mode": "letterbox"} if models.exists() else {}
+    )
+    rows = {}
+    for on in (False, True):
+        out = Path(tempfile.mkdtemp(prefix="mmp_calib_live_"))
+        overrides = {**base, "calibration.enabled": on, "calibration.period_s": 2.0}
+        result = run_live(_bag("kitti_raw"), out, 1.0, overrides)
+        lat = result["node"]["latency"]
+        checks = [json.loads(r.msg.data) for r in iter_bag(out / "output")
+                  if r.topic.endswith("calibration_health")]  # fmt: skip
+        rows[on] = (lat["total_ms_p50"], lat["total_ms_p95"], result["node"]["frames_published"],
+                    checks)  # fmt: skip
+        print(f"  live, calibration {'on' if on else 'off'}: p50 {lat['total_ms_p50']} ms, "
+              f"p95 {lat['total_ms_p95']} ms, {rows[on][2]} frames published, "
+              f"{len(checks)} checks {[c['verdict'] for c in checks]}, worker s per check "
+              f"{[c['worker_s'] for c in checks]}")  # fmt: skip
+    p95_off, p95_on = rows[False][1], rows[True][1]
+    record("live latency p95 with calibration checks (KITTI raw, 1x)", p95_on, "ms", p95_off,
+           "<= 1.10x", bool(p95_on <= 1.10 * p95_off))  # fmt: skip
+    worker = [c["worker_s"] for c in rows[True][3]]
+    if worker:
+        record("calibration check worker time (8 frames, KITTI raw)", float(np.mean(worker)),
+               "s", None, "", None)  # fmt: skip
 
 
 if __name__ == "__main__":

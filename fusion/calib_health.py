@@ -9,8 +9,9 @@ edge map at the projected depth edges over the frames of a window. Depth edges a
 found in the lidar's own angles (rings by elevation, neighbours by azimuth), so they do
 not depend on the calibration under test.
 
-The estimate is a neighbourhood search (coarse to fine) over a rotation of the camera
-about its own body axes (REP 103: roll about forward, pitch about left, yaw about up).
+The estimate is a neighbourhood search (coarse to fine, from two starts) over a rotation
+of the camera about its own body axes (REP 103: roll about forward, pitch about left,
+yaw about up).
 Its uncertainty is the spread between the estimates on the window's even and odd
 frames. (A lidar time offset is not estimated: on the recordings here it could not be
 told from a yaw error; see bench/RESULTS.md.) Pure functions over numpy arrays.
@@ -201,14 +202,17 @@ NEIGHBOURS = np.array(np.meshgrid(*[[-1.0, 0.0, 1.0]] * 3, indexing="ij")).resha
 NEIGHBOURS = NEIGHBOURS[np.any(NEIGHBOURS != 0, axis=1)]
 
 
-def _search(
-    frames: list[EdgeFrame], camera: CameraModel, max_deg: float
+def _descend(
+    frames: list[EdgeFrame],
+    camera: CameraModel,
+    max_deg: float,
+    x0: np.ndarray,
+    scales: tuple[tuple[float, float], ...] = SCALES,
 ) -> tuple[np.ndarray, float]:
-    """At each scale, move to the best of the 26 neighbours (every axis -step, 0, +step
-    together) until none is better; the angles and their fine-scale score (never worse
-    than no correction)."""
-    x = np.zeros(3)
-    for step, sigma in SCALES:
+    """From ``x0``, at each scale, move to the best of the 26 neighbours (every axis
+    -step, 0, +step together) until none is better; the angles and their fine score."""
+    x = np.array(x0, dtype=np.float64)
+    for step, sigma in scales:
         best = agreement(frames, camera, x, sigma)
         for _ in range(12):
             trials = [t for t in x + NEIGHBOURS * step if np.all(np.abs(t) <= max_deg)]
@@ -217,6 +221,29 @@ def _search(
             if scores[k] <= best:
                 break
             x, best = trials[k], scores[k]
+    return x, best
+
+
+def _search(
+    frames: list[EdgeFrame], camera: CameraModel, max_deg: float
+) -> tuple[np.ndarray, float]:
+    """The better of two descents: from no correction, and from each axis's best on a
+    scan of its own (at the middle scale). On the coarse scale the score is flat enough
+    that a descent from zero can take a diagonal into another basin (a 2 deg yaw error
+    on KITTI ended at roll -2, yaw -2); the scan starts in the right one. Never worse
+    than no correction."""
+    grid = np.arange(-max_deg, max_deg + 1e-9, 0.4)
+    scan = np.zeros(3)
+    for axis in range(3):
+        trials = np.zeros((grid.size, 3))
+        trials[:, axis] = grid
+        scores = [agreement(frames, camera, t, SCALES[1][1]) for t in trials]
+        scan[axis] = grid[int(np.argmax(scores))]
+    runs = [
+        _descend(frames, camera, max_deg, np.zeros(3)),
+        _descend(frames, camera, max_deg, scan, SCALES[2:]),  # from the scan, finer only
+    ]
+    x, best = max(runs, key=lambda run: run[1])
     start = agreement(frames, camera, np.zeros(3))
     return (x, best) if best >= start else (np.zeros(3), start)
 

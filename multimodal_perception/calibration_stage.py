@@ -19,6 +19,7 @@ correction is in the JSON.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +33,7 @@ from .fusion import calib_health as ch
 from .ros_pkg import outputs as out
 from .ros_pkg.camera_info import CameraModel
 
+log = logging.getLogger("multimodal_perception.calibration")
 SCHEMA_ID = "mmp.calibration/1"
 DEGRADED = "calibration_suspect"
 LEVELS = {"ok": out.OK, "warn": out.WARN, "error": out.ERROR}
@@ -44,6 +46,7 @@ class CalibrationCheck:
     end_ns: int
     verdict: str  # ok | warn | error
     estimate: ch.CalibrationEstimate
+    worker_s: float = 0.0  # CPU time of the check on its thread
 
     def payload(self) -> dict[str, Any]:
         e = self.estimate
@@ -60,6 +63,7 @@ class CalibrationCheck:
             "agreement_corrected": e.agreement_corrected,
             "frames": e.frames,
             "depth_edges": e.points,
+            "worker_s": round(self.worker_s, 3),
         }
 
 
@@ -96,6 +100,7 @@ class CalibrationHealth:
         self.latest: dict[str, CalibrationCheck] = {}
         self.checks = 0
         self.worker_s = 0.0  # the worker's time over all checks
+        self.problem = ""  # the newest failed check, in words
         self._lock = threading.Lock()
         self._collecting: dict[str, list[_Sample]] = {}
         self._next_due: dict[str, int] = {}
@@ -142,17 +147,24 @@ class CalibrationHealth:
 
     def _check(self, camera: str, samples: list[_Sample]) -> None:
         t0 = time.thread_time()
-        frames = [ch.edge_frame(s.image, s.xyz, s.T_cam_lidar) for s in samples]
-        e = ch.estimate(frames, samples[0].camera)
+        try:
+            frames = [ch.edge_frame(s.image, s.xyz, s.T_cam_lidar) for s in samples]
+            e = ch.estimate(frames, samples[0].camera)
+        except Exception as exc:  # a check must never take the node down, nor fail unseen
+            log.exception("calibration check of camera %r failed", camera)
+            with self._lock:
+                self.problem = f"{type(exc).__name__}: {exc}"
+            return
+        spent = time.thread_time() - t0
         result = CalibrationCheck(
             camera, samples[0].stamp_ns, samples[-1].stamp_ns,
-            verdict(e, self.warn_deg, self.error_deg), e,
+            verdict(e, self.warn_deg, self.error_deg), e, spent,
         )  # fmt: skip
         with self._lock:
             self.latest[camera] = result
             self._done.append(result)
             self.checks += 1
-            self.worker_s += time.thread_time() - t0
+            self.worker_s += spent
 
     def degraded(self, camera: str) -> str | None:
         """``calibration_suspect`` while the camera's newest check is not ok."""
@@ -167,6 +179,9 @@ class CalibrationHealth:
 
     def diagnostics(self) -> list[out.StatusReport]:
         statuses = []
+        if self.problem:
+            name = "multimodal_perception: calibration check"
+            statuses.append(out.StatusReport(name, out.ERROR, f"failed: {self.problem}"))
         with self._lock:
             latest = dict(self.latest)
             per_check_s = self.worker_s / self.checks if self.checks else 0.0

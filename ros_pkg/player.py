@@ -46,17 +46,22 @@ def _clock(stamp_ns: int) -> Clock:
 Splice = Callable[[BagRecord], list[tuple[str, bytes | None]]]
 
 
-def _wait_for_subscribers(pubs: list[Any], wait: Callable[[float], None]) -> None:
-    """Until the publishers' matched subscriptions stop growing (0.5 s steady, after at
-    least one match), at most 10 s: a fixed sleep loses the first messages to a slow
-    subscriber (best-effort sensor QoS does not resend)."""
+def _wait_for_subscribers(node: Node, pubs: list[Any], wait: Callable[[float], None]) -> None:
+    """Until every publisher whose topic has a subscriber in the graph is matched to it
+    (and the matches held 0.3 s), at most 10 s. Messages sent before a match are lost to
+    a volatile subscriber, and a latched one (/tf_static) reaches a transient-local
+    subscriber that matches later only on the writer's next heartbeat (Fast DDS: up to
+    3 s): a node would run its first seconds without its static transforms."""
     start = time.monotonic()
-    matched, steady_since = -1, start
+    ready_since: float | None = None
     while time.monotonic() - start < 10.0:
-        now_matched = sum(p.get_subscription_count() > 0 for p in pubs)
-        if now_matched != matched:
-            matched, steady_since = now_matched, time.monotonic()
-        elif matched > 0 and time.monotonic() - steady_since >= 0.5:
+        wanted = [p for p in pubs if node.count_subscribers(p.topic_name) > 0]
+        ready = bool(wanted) and all(p.get_subscription_count() > 0 for p in wanted)
+        if not ready:
+            ready_since = None
+        elif ready_since is None:
+            ready_since = time.monotonic()
+        elif time.monotonic() - ready_since >= 0.3:
             return
         wait(0.05)
 
@@ -103,7 +108,7 @@ def play(
                 if topic in LATCHED_TOPICS:
                     qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
                 pubs[topic] = node.create_publisher(_message_class(msgtype), topic, qos)
-            _wait_for_subscribers(list(pubs.values()), wait)
+            _wait_for_subscribers(node, list(pubs.values()), wait)
             start_wall = time.monotonic()
             start_log: int | None = None
             next_clock = 0.0

@@ -1,5 +1,6 @@
 """``mmp play`` over real DDS: a looped bag is one continuous recording (header stamps
-and /clock move on by the bag's length each pass, /tf_static goes out once)."""
+and /clock move on by the bag's length each pass, /tf_static goes out once, and arrives
+with the first frames)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,18 @@ def test_a_looped_bag_plays_as_one_continuous_recording(ros):
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL,
     )
+    order = []  # what arrived, in order
     node.create_subscription(
         CompressedImage, "/camera/image_raw/compressed",
-        lambda m: stamps.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec), reliable,
+        lambda m: (stamps.append(m.header.stamp.sec * 10**9 + m.header.stamp.nanosec),
+                   order.append("camera")), reliable,
     )  # fmt: skip
     node.create_subscription(
         Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec), 100
     )
-    node.create_subscription(TFMessage, "/tf_static", statics.append, latched)
+    node.create_subscription(
+        TFMessage, "/tf_static", lambda m: (statics.append(m), order.append("tf_static")), latched
+    )
     try:
         counts = play([SHIPPED], rate=4.0, spin=node, loops=3, topics=None)
         rclpy.spin_once(node, timeout_sec=0.5)
@@ -46,6 +51,9 @@ def test_a_looped_bag_plays_as_one_continuous_recording(ros):
         node.destroy_node()
     assert counts["/camera/image_raw/compressed"] == 150 == len(stamps)
     assert counts["/tf_static"] == 1 == len(statics)
+    # The player waits for every subscriber's match: the latched message is not left to the
+    # writer's next heartbeat (seconds), it comes with the first frames.
+    assert order.index("tf_static") <= 2, order[:10]
     assert all(b > a for a, b in itertools.pairwise(stamps))
     period = stamps[50] - stamps[0]
     assert stamps[100] - stamps[50] == period
