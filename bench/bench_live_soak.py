@@ -3,8 +3,10 @@ looping the shipped bag as one continuous recording, for MMP_LIVE_SOAK_MINUTES (
 20) minutes at 1x. Every minute: the node's resident memory and CPU (from /proc) and the
 frames it published. At the end: its accounting, drops by reason.
 
-Goals: RSS at the last minute within 5 % of minute 1; no drop reason other than
-latest-wins (``superseded_by_newer_frame``); every camera message played accounted.
+Goals: RSS at the last minute within 5 % of minute 1; no drops beyond latest-wins
+(``superseded_by_newer_frame``) and what one replay of the bag drops by design, times the
+passes (the radar runs at 13 Hz, one scan per 10 Hz camera frame: 15 ``no_anchor`` a
+pass); every camera message played accounted.
 """
 
 from __future__ import annotations
@@ -119,6 +121,26 @@ def soak(minutes: float) -> dict:
     }  # fmt: skip
 
 
+def single_pass_drops() -> dict[str, int]:
+    """What one replay of the shipped bag drops, by reason (the node's code, in process)."""
+    from multimodal_perception.config import load_parameters
+    from multimodal_perception.pipeline import Pipeline
+    from multimodal_perception.ros_pkg.bag_io import iter_bag
+    from multimodal_perception.ros_pkg.factory import RosbagsFactory
+    from multimodal_perception.ros_pkg.typestore import get_project_typestore
+
+    pipeline = Pipeline(load_parameters(None), RosbagsFactory(get_project_typestore()))
+    for rec in iter_bag(SHIPPED):
+        pipeline.process(rec.topic, rec.msg)
+    pipeline.finish()
+    pipeline.close()
+    drops: dict[str, int] = {}
+    for row in pipeline.accounting().values():
+        for reason, n in row["dropped"].items():
+            drops[reason] = drops.get(reason, 0) + n
+    return drops
+
+
 def main() -> None:
     minutes = float(os.environ.get("MMP_LIVE_SOAK_MINUTES", "20"))
     r = soak(minutes)
@@ -128,18 +150,21 @@ def main() -> None:
     samples = r["samples"]
     first, last = (samples[0], samples[-1]) if samples else ({}, {})
     growth = last.get("rss_mb", 0) / first["rss_mb"] - 1 if first else float("nan")
-    other = {k: v for k, v in r["drops"].items() if k != "superseded_by_newer_frame"}
+    expected = {k: v * r["loops"] for k, v in single_pass_drops().items()}
+    other = {k: v - expected.get(k, 0) for k, v in r["drops"].items()
+             if k != "superseded_by_newer_frame" and v != expected.get(k, 0)}  # fmt: skip
     print(
         f"live soak {minutes:g} min ({r['loops']} loops of the shipped bag): "
         f"{r['frames_published']} frames published of {r['camera_played']} played, "
         f"{r['scenes_received']} scenes received; RSS minute 1 {first.get('rss_mb')} MB, "
         f"minute {last.get('minute')} {last.get('rss_mb')} MB ({100 * growth:+.1f} %); "
-        f"drops {r['drops']}; node exit {r['exit_code']}; rows in {out}"
+        f"drops {r['drops']} (one replay's times the passes: {expected}); "
+        f"node exit {r['exit_code']}; rows in {out}"
     )
     record(f"live soak RSS growth, minute 1 to {last.get('minute')}", 100 * growth, "%",
            None, "<= 5 %", growth <= 0.05)  # fmt: skip
-    record(f"live soak drops other than latest-wins, {minutes:g} min", sum(other.values()),
-           "messages", None, "0", not other)  # fmt: skip
+    record(f"live soak drops beyond latest-wins and one replay's, {minutes:g} min",
+           sum(other.values()), "messages", None, "0", not other)  # fmt: skip
     record("live soak camera messages accounted / played",
            r["camera_accounted"] / max(r["camera_played"], 1), "ratio", None, "1.0",
            r["camera_accounted"] == r["camera_played"])  # fmt: skip

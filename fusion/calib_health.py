@@ -46,7 +46,9 @@ class EdgeFrame:
 
 @dataclass(frozen=True)
 class CalibrationEstimate:
-    rotation_deg: dict[str, float]  # the camera's rotation error about each body axis
+    # How far the calibration in use is turned from the camera as it is, about the
+    # camera's body axes (a camera knocked by +a under an unchanged calibration reads -a).
+    rotation_deg: dict[str, float]
     rotation_sigma_deg: dict[str, float]
     agreement: float  # mean edge value at the depth edges, calibration as it is
     agreement_corrected: float  # ... after the suggested correction
@@ -63,7 +65,7 @@ def rotation_about_body(angles_deg: np.ndarray) -> np.ndarray:
 
 def perturbed_extrinsic(T_cam_x: np.ndarray, angles_deg: np.ndarray) -> np.ndarray:
     """T_cam_x of a camera turned by ``angles_deg`` (roll, pitch, yaw) about its body
-    axes: what a knocked bracket does to the extrinsic."""
+    axes: a calibration turned by construction (``--rotate``, the tests)."""
     R = rotation_about_body(angles_deg)
     out = np.array(T_cam_x, dtype=np.float64)
     out[:3] = R.T @ out[:3]  # the camera turned by R sees points turned by R^-1

@@ -213,6 +213,10 @@ class Tracker:
                     owner[j] = twin
         return [k[0] for k in kept]
 
+    def _alive(self, track: Track, stamp: int) -> bool:
+        """Seen within ``max_missed_s`` of ``stamp``: a track may still be matched."""
+        return (stamp - track.last_stamp) / 1e9 <= self.config.max_missed_s
+
     def step(
         self,
         stamp: int,
@@ -233,8 +237,7 @@ class Tracker:
         self._stamp = stamp
         # Unseen longer than a track may live: gone before association, so that after a
         # gap in the stream (or a clock step ahead) no new object gets an old id.
-        limit_ns = self.config.max_missed_s * 1e9
-        self.tracks = [t for t in self.tracks if stamp - t.last_stamp <= limit_ns]
+        self.tracks = [t for t in self.tracks if self._alive(t, stamp)]
         F, Q = self._motion(dt)
         for t in self.tracks:
             self._predict(t, F, Q)
@@ -294,9 +297,7 @@ class Tracker:
                 t.missed += 1
                 t.existence = max(0.0, t.existence - 0.25)
                 t.payload = None
-            if (stamp - t.last_stamp) / 1e9 <= self.config.max_missed_s and (
-                t.confirmed or i in matched_tracks or not in_view
-            ):
+            if self._alive(t, stamp) and (t.confirmed or i in matched_tracks or not in_view):
                 survivors.append(t)
         for j, m in enumerate(measurements):
             if j not in matched_meas:

@@ -71,7 +71,7 @@ def collect(bags: list[Path], params: Parameters) -> Samples:
     for bag in bags:
         pipeline = Pipeline(params, RosbagsFactory(get_project_typestore()))
         pipeline.keep_results = True
-        vocabulary = tuple(c for c in pipeline.detector.class_names if c in ROAD_USERS)
+        vocabulary = tuple(c for c in pipeline.models.detector.class_names if c in ROAD_USERS)
         truth = _ground_truth(bag, vocabulary)
         for rec in iter_bag(bag):
             if rec.msg is not None:

@@ -55,8 +55,11 @@ class CalibrationCheck:
             "camera": self.camera,
             "window_ns": [self.start_ns, self.end_ns],
             "verdict": self.verdict,
+            # how far the calibration in use is turned from the camera as it is
             "rotation_error_deg": e.rotation_deg,
-            "rotation_sigma_deg": e.rotation_sigma_deg,
+            "rotation_sigma_deg": {  # None: fewer than 4 frames, no spread to judge by
+                a: (v if np.isfinite(v) else None) for a, v in e.rotation_sigma_deg.items()
+            },
             # what to apply to the camera's extrinsic (about its body axes); not applied
             "suggested_correction_deg": {a: -v for a, v in e.rotation_deg.items()},
             "agreement": e.agreement,
@@ -68,10 +71,12 @@ class CalibrationCheck:
 
 
 def verdict(e: ch.CalibrationEstimate, warn_deg: float, error_deg: float) -> str:
+    """warn / error where an axis is off by more than the limit and twice its spread;
+    ``ok`` too where there is no spread (fewer than 4 frames): no warning unjudged."""
     worst = "ok"
     for axis in ch.AXES:
         off, sigma = abs(e.rotation_deg[axis]), e.rotation_sigma_deg[axis]
-        significant = not np.isfinite(sigma) or off > 2 * sigma
+        significant = bool(np.isfinite(sigma)) and off > 2 * sigma
         if off > error_deg and significant:
             return "error"
         if off > warn_deg and significant:
@@ -80,12 +85,29 @@ def verdict(e: ch.CalibrationEstimate, warn_deg: float, error_deg: float) -> str
 
 
 @dataclass(frozen=True)
-class _Sample:
+class Sample:
+    """What a check needs of one fused frame (references, no copies)."""
+
     stamp_ns: int
     image: np.ndarray
-    xyz: np.ndarray
-    T_cam_lidar: np.ndarray
+    xyz: np.ndarray  # lidar points, lidar frame, moved to the camera stamp
+    T_cam_lidar: np.ndarray  # the calibration in use
     camera: CameraModel
+
+    def edge_frame(self, rotate_deg: np.ndarray | None = None) -> ch.EdgeFrame:
+        """``rotate_deg``: the calibration in use turned first (checking the check)."""
+        T = self.T_cam_lidar
+        if rotate_deg is not None:
+            T = ch.perturbed_extrinsic(T, np.asarray(rotate_deg, float))
+        return ch.edge_frame(self.image, self.xyz, T)
+
+
+def sample_of(frame: Any) -> Sample | None:
+    """A ``SyncedFrame`` with a camera model, a lidar sweep and the camera's transform."""
+    if frame.lidar is None or frame.camera is None or frame.T_cam_base is None:
+        return None
+    T = frame.T_cam_base @ frame.lidar.T_base_lidar
+    return Sample(frame.stamp_ns, frame.image, frame.lidar.xyz, T, frame.camera)
 
 
 class CalibrationHealth:
@@ -102,7 +124,7 @@ class CalibrationHealth:
         self.worker_s = 0.0  # the worker's time over all checks
         self.problem = ""  # the newest failed check, in words
         self._lock = threading.Lock()
-        self._collecting: dict[str, list[_Sample]] = {}
+        self._collecting: dict[str, list[Sample]] = {}
         self._next_due: dict[str, int] = {}
         self._running: Future | None = None
         self._done: list[CalibrationCheck] = []
@@ -110,9 +132,7 @@ class CalibrationHealth:
 
     def offer(self, camera: str, frame: Any) -> None:
         """A fused frame (``SyncedFrame``): kept if a check is collecting. Cheap."""
-        if not self.enabled or frame.lidar is None or frame.camera is None:
-            return
-        if frame.T_cam_base is None:
+        if not self.enabled or (sample := sample_of(frame)) is None:
             return
         stamp = frame.stamp_ns
         due = self._next_due.get(camera, stamp)
@@ -127,8 +147,7 @@ class CalibrationHealth:
         spacing = self.window_ns / max(self.frames, 1)
         if kept and stamp - kept[-1].stamp_ns < 0.8 * spacing:  # frames come jittered
             return
-        T = frame.T_cam_base @ frame.lidar.T_base_lidar
-        kept.append(_Sample(stamp, frame.image, frame.lidar.xyz, T, frame.camera))
+        kept.append(sample)
         if len(kept) >= self.frames or stamp - kept[0].stamp_ns >= self.window_ns:
             del self._collecting[camera]
             self._next_due[camera] = kept[0].stamp_ns + self.period_ns
@@ -137,7 +156,7 @@ class CalibrationHealth:
     def _busy(self) -> bool:
         return self._running is not None and not self._running.done()
 
-    def _start(self, camera: str, samples: list[_Sample]) -> None:
+    def _start(self, camera: str, samples: list[Sample]) -> None:
         if self.inline:
             self._check(camera, samples)
             return
@@ -145,11 +164,10 @@ class CalibrationHealth:
             self._pool = ThreadPoolExecutor(1, "mmp-calibration")
         self._running = self._pool.submit(self._check, camera, samples)
 
-    def _check(self, camera: str, samples: list[_Sample]) -> None:
+    def _check(self, camera: str, samples: list[Sample]) -> None:
         t0 = time.thread_time()
         try:
-            frames = [ch.edge_frame(s.image, s.xyz, s.T_cam_lidar) for s in samples]
-            e = ch.estimate(frames, samples[0].camera)
+            e = ch.estimate([s.edge_frame() for s in samples], samples[0].camera)
         except Exception as exc:  # a check must never take the node down, nor fail unseen
             log.exception("calibration check of camera %r failed", camera)
             with self._lock:
@@ -163,8 +181,14 @@ class CalibrationHealth:
         with self._lock:
             self.latest[camera] = result
             self._done.append(result)
+            self.problem = ""  # checks work again
             self.checks += 1
             self.worker_s += spent
+
+    def reset(self) -> None:
+        """Header time went backwards: collections start again at the next frame."""
+        self._collecting.clear()
+        self._next_due.clear()
 
     def degraded(self, camera: str) -> str | None:
         """``calibration_suspect`` while the camera's newest check is not ok."""

@@ -87,7 +87,10 @@ def _cmd_check_calibration(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"bag {bag} does not exist")
     if args.window_s <= 0:
         raise ValueError(f"--window-s {args.window_s}: must be > 0")
-    results = run_check(bag, Path(args.out), args.camera, args.window_s, args.rotate)
+    params = Path(args.params) if args.params else None
+    if params is not None and not params.is_file():
+        raise FileNotFoundError(f"--params {params}: no such file")
+    results = run_check(bag, Path(args.out), args.camera, args.window_s, args.rotate, params)
     print("\n".join(report(results)))
     bad = [r for r in results if r.verdict != "ok"]
     if bad:
@@ -118,6 +121,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     cc = sub.add_parser("check-calibration", help="lidar-camera rotation error of a recording")
     cc.add_argument("bag")
     cc.add_argument("--camera", help="only this camera of a rig (default: every camera)")
+    cc.add_argument("--params", help="parameter file (the rig, calibration.warn_deg, ...)")
     cc.add_argument("--out", default="out/calibration", help="table, JSON and pictures here")
     cc.add_argument("--window-s", type=float, default=2.0, help="header time per estimate")
     cc.add_argument("--rotate", type=_angles, default=(0.0, 0.0, 0.0),

@@ -71,6 +71,9 @@ class TopicStats:
     last_stamp_ns: int | None = None
     stamped: int = 0
     periods_ns: deque[int] = field(default_factory=lambda: deque(maxlen=20))  # recent gaps
+    # The clock the diagnostics are stamped with (the node's ROS clock) at the newest
+    # arrival; None: judged on header stamps (replay, where that clock is header time).
+    last_arrival_ns: int | None = None
 
     def rate_hz(self) -> float | None:
         if self.stamped < 2 or self.first_stamp_ns is None or self.last_stamp_ns is None:
@@ -104,11 +107,13 @@ class TopicStats:
         self.stamped += 1
 
     def silent_s(self, now_ns: int) -> float | None:
-        """Seconds since the last message where that is more than three usual periods
-        (and 0.5 s); None while the stream is as usual, or too new to judge."""
-        if self.last_stamp_ns is None or len(self.periods_ns) < 3:
+        """Seconds since the last message (its arrival on the node's clock, else its
+        header stamp) where that is more than three usual periods (of header stamps) and
+        0.5 s; None while the stream is as usual, or too new to judge."""
+        last = self.last_arrival_ns if self.last_arrival_ns is not None else self.last_stamp_ns
+        if last is None or len(self.periods_ns) < 3:
             return None
-        gap = now_ns - self.last_stamp_ns
+        gap = now_ns - last
         period = float(np.median(self.periods_ns))
         return gap / 1e9 if gap > max(3 * period, 5e8) else None
 
@@ -178,7 +183,15 @@ class Ingest:
         self.stats: dict[str, TopicStats] = defaultdict(TopicStats)
         self.jump_ns = int(params["sync.time_jump_ms"] * 1e6)
 
-    def decode(self, topic: str, msg: Any) -> Decoded | None:
+    def resume(self) -> None:
+        """Input starts again after a pause (a managed node re-activated): the streams'
+        time is judged afresh, so the pause is neither a silence nor a clock step."""
+        for stats in self.stats.values():
+            stats.last_stamp_ns = stats.last_arrival_ns = stats.first_stamp_ns = None
+            stats.stamped = 0
+            stats.periods_ns.clear()
+
+    def decode(self, topic: str, msg: Any, arrival_ns: int | None = None) -> Decoded | None:
         """None for a topic of no role (not counted) or a message dropped (counted); a
         TFMessage whose transforms were all refused is counted dropped but still returned
         (empty, with its ``rejected``), so the buffer can name them in lookups."""
@@ -187,6 +200,7 @@ class Ingest:
             return None
         stats = self.stats[topic]
         stats.received += 1
+        stats.last_arrival_ns = arrival_ns if arrival_ns is not None else stats.last_arrival_ns
         msgtype = getattr(msg, "__msgtype__", "") or type(msg).__name__
         try:
             payload = decode_payload(role, msg, stats)

@@ -137,14 +137,6 @@ class Pipeline:
 
     # -- what other code reads -----------------------------------------------------------
     @property
-    def detector(self) -> Any:
-        return self.models.detector
-
-    @property
-    def segmenter(self) -> Any:
-        return self.models.segmenter
-
-    @property
     def multimodal(self) -> Any:
         return self.qa.worker
 
@@ -165,12 +157,12 @@ class Pipeline:
             outputs += self.run(group)
         return outputs + self.poll()
 
-    def ingest(self, topic: str, msg: Any) -> list[SyncGroup]:
+    def ingest(self, topic: str, msg: Any, arrival_ns: int | None = None) -> list[SyncGroup]:
         """Decode and count a message, apply tf and calibration, synchronise; returns the
-        frames that became complete."""
+        frames that became complete. ``arrival_ns``: the node's clock at the callback."""
         t0 = self.clock()
         with self.lock:
-            decoded = self.ingest_stage.decode(topic, msg)
+            decoded = self.ingest_stage.decode(topic, msg, arrival_ns)
             self.timings["decode"].append((self.clock() - t0) * 1e3)
             if decoded is None:
                 return []
@@ -276,6 +268,7 @@ class Pipeline:
             self.tf.clear()
         self.tracking.reset()  # a rig's cores share this one tracking stage
         self.merger.reset()
+        self.calibration.reset()
 
     def _frame_outputs(self, result: FrameResult, camera: RigCamera) -> list[Output]:
         p = self.params
@@ -350,10 +343,12 @@ class Pipeline:
 
     def poll(self) -> list[Output]:
         """Finished captions and answers, and open-vocabulary findings."""
-        found = findings_outputs(self.findings.poll(), self.factory)
-        found += [Output("calibration_health", out.string_msg(self.factory, text), stamp)
-                  for stamp, text in self.calibration.poll()]  # fmt: skip
+        found = findings_outputs(self.findings.poll(), self.factory) + self._checks()
         return [self._result_output(r) for r in self.qa.poll()] + found
+
+    def _checks(self) -> list[Output]:
+        return [Output("calibration_health", out.string_msg(self.factory, text), stamp)
+                for stamp, text in self.calibration.poll()]  # fmt: skip
 
     def close(self) -> list[Output]:
         """Stop the multimodal workers (returns their last results), and the model stack's
@@ -361,6 +356,7 @@ class Pipeline:
         results = [self._result_output(r) for r in self.qa.close()]
         results += findings_outputs(self.findings.close(), self.factory)
         self.calibration.close()
+        results += self._checks()  # the worker's last check
         if self._models_owned:
             self.models.close()
         return results

@@ -285,10 +285,10 @@ def _report(
             "last_problem": pipeline.degraded_detail,
         },
         "models": {
-            "detector": pipeline.detector.manifest.name,
-            "segmenter": pipeline.segmenter.manifest.name if pipeline.segmenter else None,
+            "detector": pipeline.models.detector.manifest.name,
+            "segmenter": seg.manifest.name if (seg := pipeline.models.segmenter) else None,
             "embedded_default": pipeline.models.embedded_default,
-            "providers": [pipeline.detector.backend.provider],
+            "providers": [pipeline.models.detector.backend.provider],
         },
         "timing": {  # wall clock: differs between runs
             "elapsed_s": round(elapsed, 3),

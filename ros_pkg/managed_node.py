@@ -7,7 +7,9 @@ manager (Nav2's lifecycle manager, Autoware, a launch file's lifecycle events, o
 - activate: subscriptions, timers and the compute thread: frames flow;
 - deactivate: input stops, the frames already received are finished and published, the
   models stay loaded (a later activate resumes at once);
-- cleanup: models and publishers freed, the session's accounting printed;
+- cleanup: models and publishers freed, the session's accounting printed (the
+  multimodal workers' last captions and answers are not published: the publishers are
+  already inactive);
 - shutdown (from any state): as deactivate + cleanup where needed, then the process ends
   with exit code 0. SIGINT/SIGTERM take the shutdown transition.
 
@@ -18,6 +20,8 @@ the ``multimodal_perception_managed_node`` executable.
 from __future__ import annotations
 
 import sys
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -32,6 +36,8 @@ class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         LifecycleNode.__init__(self, "multimodal_perception", **kwargs)
         self.active = False
+        self._inputs: list[Any] = []
+        self._compute = None
         self.finished = False  # the shutdown transition was taken: the process ends
 
     def _publisher(self, msg_type: Any, topic: str, qos: Any) -> Any:
@@ -50,37 +56,58 @@ class ManagedPerceptionNode(PerceptionWiring, LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.start()
+        if not self._attempt("activate", self.start):
+            return TransitionCallbackReturn.ERROR
         self.active = True
         return super().on_activate(state)  # the lifecycle publishers go live
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_if_active()
+        if not self._attempt("deactivate", self._stop_if_active):
+            return TransitionCallbackReturn.ERROR
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.release()
+        if not self._attempt("cleanup", self.release):
+            return TransitionCallbackReturn.ERROR
         self.pipeline = None  # the models with it
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_if_active()
-        if self.pipeline is not None:
-            self.release()
-            self.pipeline = None
+        self._attempt("shutdown", self._tear_down)
         self.finished = True
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised: stop what runs, free what is held, back to unconfigured."""
         self.get_logger().error(f"error in state {state.label}: back to unconfigured")
-        self.active = False
-        self.pipeline = None
+        self._attempt("error recovery", self._tear_down)
         return SUCCESS
 
+    def _attempt(self, what: str, step: Callable[[], Any]) -> bool:
+        """rclpy turns an exception in a transition into ERROR without a word: log it."""
+        try:
+            step()
+        except Exception:
+            self.get_logger().error(f"{what} failed:\n{traceback.format_exc()}")
+            return False
+        return True
+
+    def _tear_down(self) -> None:
+        try:
+            self._stop_if_active()
+        finally:
+            if self.pipeline is not None:
+                try:
+                    self.release()
+                finally:
+                    self.pipeline = None
+
     def _stop_if_active(self) -> None:
-        if self.active:  # frames received so far are finished while the publishers are live
+        """Frames received so far are finished while the publishers are live; also what
+        a start that failed half-way left running."""
+        self.active = False
+        if self.pipeline is not None and (self._inputs or self._compute is not None):
             self.stop()
-            self.active = False
 
 
 def _finish(node: ManagedPerceptionNode) -> None:
@@ -89,7 +116,7 @@ def _finish(node: ManagedPerceptionNode) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_until_stopped(ManagedPerceptionNode, _finish)
+    return spin_until_stopped(ManagedPerceptionNode, _finish, args)
 
 
 if __name__ == "__main__":

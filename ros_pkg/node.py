@@ -40,11 +40,13 @@ class PerceptionNode(PerceptionWiring, Node):
         return self.release()
 
 
-def spin_until_stopped(make_node: Callable[[], Any], finish: Callable[[Any], None]) -> int:
+def spin_until_stopped(
+    make_node: Callable[[], Any], finish: Callable[[Any], None], args: list[str] | None = None
+) -> int:
     """rclpy up with the node's own SIGINT/SIGTERM handling (so that it can finish its
     frames and report before the context goes down; rclpy's handler would shut the
     context down first), the node spun until a signal or ``node.finished``; exit code."""
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -68,7 +70,7 @@ def spin_until_stopped(make_node: Callable[[], Any], finish: Callable[[Any], Non
 
 
 def main(args: list[str] | None = None) -> int:
-    return spin_until_stopped(PerceptionNode, lambda node: node.shutdown())
+    return spin_until_stopped(PerceptionNode, lambda node: node.shutdown(), args)
 
 
 if __name__ == "__main__":

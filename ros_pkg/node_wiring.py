@@ -27,6 +27,7 @@ import contextlib
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -96,7 +97,7 @@ class PerceptionWiring:
             self._parameter_callback = True
         models = self.pipeline.models.describe()
         self.get_logger().info(
-            f"detector {models['detector']} on {self.pipeline.detector.backend.provider}, "
+            f"detector {models['detector']} on {self.pipeline.models.detector.backend.provider}, "
             f"segmenter {models['segmenter']}"
             + (" (project-trained embedded defaults)" if models["embedded_default"] else "")
             + ("; tf from tf2_ros" if transforms is not None else "; tf from /tf, /tf_static")
@@ -105,6 +106,7 @@ class PerceptionWiring:
     def start(self) -> None:
         """Subscriptions, timers and the compute thread: frames flow."""
         assert self.params is not None, "configure() first"
+        self.pipeline.ingest_stage.resume()  # a pause is neither silence nor a clock step
         self._slot: LatestSlot[SyncGroup] = LatestSlot()
         self._inputs = self._make_subscriptions(own_tf=self._own_tf)
         self._inputs += [
@@ -122,14 +124,17 @@ class PerceptionWiring:
 
     def stop(self) -> None:
         """No more input: the waiting frame and the synchroniser's pending ones are run
-        and published; models stay loaded."""
-        for timer in self._timers:
+        and published; models stay loaded. Safe after a start that failed half-way."""
+        for timer in getattr(self, "_timers", []):
             self.destroy_timer(timer)
-        for sub in self._inputs:
+        for sub in getattr(self, "_inputs", []):
             self.destroy_subscription(sub)
         self._timers, self._inputs = [], []
-        waiting = self._slot.close()
-        self._compute.join()
+        slot, compute = getattr(self, "_slot", None), getattr(self, "_compute", None)
+        waiting = slot.close() if slot is not None else []
+        if compute is not None:
+            compute.join()
+        self._compute = None
         for group in waiting:
             self._run(group)
         for group in self.pipeline.flush():
@@ -149,6 +154,9 @@ class PerceptionWiring:
         for pub in self._outputs.values():
             self._unpublish(pub)
         self._outputs = {}
+        if getattr(self, "_tf_listener", None) is not None:  # tf2_ros: its subscriptions
+            self._tf_listener.unregister()
+            self._tf_listener = None
         return final
 
     # -- wiring --------------------------------------------------------------------------
@@ -264,13 +272,15 @@ class PerceptionWiring:
         return pubs
 
     # -- callbacks (executor thread) -----------------------------------------------------
-    def _callback(self, topic: str, camera: bool):
+    def _callback(self, topic: str, camera: bool) -> Callable[[Any], None]:
         def on_message(msg: Any) -> None:
             self.on_message(topic, msg, camera)
 
         return on_message
 
-    def _incompatible_qos(self, topic: str, qos: QoSProfile):
+    def _incompatible_qos(
+        self, topic: str, qos: QoSProfile
+    ) -> Callable[[QoSRequestedIncompatibleQoSInfo], None]:
         def on_event(info: QoSRequestedIncompatibleQoSInfo) -> None:
             policy = _policy_name(info.last_policy_kind)
             asked = f"reliability={qos.reliability.name.lower()}, "
@@ -288,7 +298,8 @@ class PerceptionWiring:
         if camera:  # a malformed stamp is ingest's to count, not the meter's
             with contextlib.suppress(AttributeError, TypeError, ValueError):
                 self.latency.mark(_stamp_ns(msg), "received")
-        for group in self.pipeline.ingest(topic, msg):
+        arrival = self.get_clock().now().nanoseconds  # for silence: the diagnostics' clock
+        for group in self.pipeline.ingest(topic, msg, arrival):
             self._hand_over(group)
 
     def _hand_over(self, group: SyncGroup) -> None:

@@ -32,12 +32,13 @@ LATCHED_TOPICS = ("/tf_static",)
 LOOP_GAP_NS = 100_000_000
 
 
-def _message_class(msgtype: str) -> Any:
+def message_class(msgtype: str) -> Any:
+    """The rosidl class of a ``package/msg/Name`` type."""
     package, _, name = msgtype.split("/")
     return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
-def _clock(stamp_ns: int) -> Clock:
+def clock_msg(stamp_ns: int) -> Clock:
     msg = Clock()
     msg.clock.sec, msg.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return msg
@@ -107,7 +108,7 @@ def play(
                 qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
                 if topic in LATCHED_TOPICS:
                     qos.durability = DurabilityPolicy.TRANSIENT_LOCAL
-                pubs[topic] = node.create_publisher(_message_class(msgtype), topic, qos)
+                pubs[topic] = node.create_publisher(message_class(msgtype), topic, qos)
             _wait_for_subscribers(node, list(pubs.values()), wait)
             start_wall = time.monotonic()
             start_log: int | None = None
@@ -130,10 +131,10 @@ def play(
                 while (now := time.monotonic()) < due:
                     if now >= next_clock:
                         bag_now = start_log + int((now - start_wall) * rate * 1e9)
-                        clock_pub.publish(_clock(bag_now))
+                        clock_pub.publish(clock_msg(bag_now))
                         next_clock = now + 1.0 / clock_hz
                     wait(min(due - now, 1.0 / clock_hz))
-                clock_pub.publish(_clock(log_ns))
+                clock_pub.publish(clock_msg(log_ns))
                 outgoing: list[tuple[str, bytes | None]] = [(conn.topic, None)]
                 if splice is not None:
                     msg = reader.deserialize(raw, conn.msgtype)
@@ -145,7 +146,7 @@ def play(
             end = time.monotonic() + tail_s / rate
             while time.monotonic() < end:
                 last_log += int(1e9 / clock_hz)
-                clock_pub.publish(_clock(last_log))
+                clock_pub.publish(clock_msg(last_log))
                 wait(1.0 / clock_hz / rate)
     finally:
         node.destroy_node()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from multimodal_perception.ros_pkg.bag_io import iter_bag
+from multimodal_perception.ros_pkg.player import clock_msg, message_class
 from multimodal_perception.ros_pkg.stamps import shift_stamps
 from multimodal_perception.ros_pkg.typestore import get_project_typestore
 
@@ -95,18 +96,13 @@ def stamp_of(step: Step) -> int | None:
     return None if header is None else header.stamp.sec * 10**9 + header.stamp.nanosec
 
 
-def control(t_s: float, steps: list[Step], action: str, topic: str | None = None, mark=""):
+def control(
+    t_s: float, steps: list[Step], action: str, topic: str | None = None, mark: str = ""
+) -> Step:
     """A control step at ``t_s`` (clock as the message before it)."""
     before = [s for s in steps if s.t_s <= t_s and s.action == "publish"]
     clock = max(before, key=lambda s: s.t_s).clock_ns if before else steps[0].clock_ns
     return Step(t_s, clock, topic, action=action, mark=mark)
-
-
-def _message_class(msgtype: str) -> Any:
-    import importlib
-
-    package, _, name = msgtype.split("/")
-    return getattr(importlib.import_module(f"{package}.msg"), name)
 
 
 class FaultPlayer:
@@ -126,7 +122,7 @@ class FaultPlayer:
         )
         self.pubs = {
             t: node.create_publisher(
-                _message_class(m), t, latched if t == "/tf_static" else self.reliable
+                message_class(m), t, latched if t == "/tf_static" else self.reliable
             )
             for t, m in self.types.items()
         }
@@ -136,12 +132,9 @@ class FaultPlayer:
         from rosgraph_msgs.msg import Clock
 
         self.clock_pub = node.create_publisher(Clock, "/clock", 10)
-        self._clock_cls = Clock
 
     def _clock(self, ns: int) -> None:
-        msg = self._clock_cls()
-        msg.clock.sec, msg.clock.nanosec = divmod(int(ns), 10**9)
-        self.clock_pub.publish(msg)
+        self.clock_pub.publish(clock_msg(ns))
 
     def _wait_matched(self, topics: list[str], timeout_s: float = 10.0) -> None:
         import rclpy
@@ -154,7 +147,7 @@ class FaultPlayer:
 
     def _replace(self, topic: str, qos: Any) -> None:
         self.node.destroy_publisher(self.pubs[topic])
-        self.pubs[topic] = self.node.create_publisher(_message_class(self.types[topic]), topic, qos)
+        self.pubs[topic] = self.node.create_publisher(message_class(self.types[topic]), topic, qos)
 
     def play(self, tail_s: float = 1.0) -> None:
         import rclpy
@@ -180,7 +173,7 @@ class FaultPlayer:
                 self.node.destroy_publisher(self.pubs.pop(step.topic))
             elif step.action == "up":
                 self.pubs[step.topic] = self.node.create_publisher(
-                    _message_class(self.types[step.topic]), step.topic, self.reliable
+                    message_class(self.types[step.topic]), step.topic, self.reliable
                 )
             elif step.action == "incompatible":
                 self._replace(step.topic, self.best_effort)

@@ -74,11 +74,22 @@ def scene():
 
 
 def _estimate(scene, angles) -> ch.CalibrationEstimate:
+    return ch.estimate(_estimate_frames(scene, angles), CAMERA)
+
+
+def _estimate_frames(scene, angles) -> list[ch.EdgeFrame]:
     image, xyz = scene
     T = np.eye(4)
     T[:3, :3] = ch.BODY_IN_OPTICAL
-    frame = ch.edge_frame(image, xyz, ch.perturbed_extrinsic(T, np.array(angles, float)))
-    return ch.estimate([frame] * 4, CAMERA)
+    T = ch.perturbed_extrinsic(T, np.array(angles, float))
+    rng = np.random.default_rng(7)  # four sweeps with 2 cm range noise: the halves differ
+    frames = []
+    for _ in range(4):
+        noisy = xyz * (
+            1 + rng.normal(0, 0.02, (len(xyz), 1)) / np.linalg.norm(xyz, axis=1)[:, None]
+        )
+        frames.append(ch.edge_frame(image, noisy, T))
+    return frames
 
 
 def test_the_true_calibration_needs_no_correction(scene):
@@ -97,6 +108,20 @@ def test_a_turned_camera_is_found_on_its_axis_with_its_sign(scene, axis, size):
     assert int(np.argmax(np.abs(found))) == axis, (ch.AXES[axis], e.rotation_deg)
     np.testing.assert_allclose(found, angles, atol=0.35)
     assert e.agreement_corrected > e.agreement
+
+
+def test_the_verdict_needs_the_error_beyond_the_limit_and_twice_its_spread(scene):
+    from multimodal_perception.calibration_stage import verdict
+
+    e = _estimate(scene, (0, 0, 1.0))
+    assert np.isfinite(e.rotation_sigma_deg["yaw"]) and verdict(e, 0.6, 1.5) == "warn"
+    assert verdict(e, 0.6, 0.9) == "error" and verdict(e, 1.2, 2.0) == "ok"
+    import dataclasses
+
+    wide = dataclasses.replace(e, rotation_sigma_deg={**e.rotation_sigma_deg, "yaw": 0.6})
+    assert verdict(wide, 0.6, 1.5) == "ok"  # 1 deg is within twice a spread of 0.6
+    few = ch.estimate(_estimate_frames(scene, (0, 0, 1.0))[:2], CAMERA)
+    assert np.isnan(few.rotation_sigma_deg["yaw"]) and verdict(few, 0.6, 1.5) == "ok"
 
 
 def test_perturbed_extrinsic_turns_the_camera_about_its_body_axes():
@@ -118,7 +143,7 @@ def kitti_frames():
     bag = CACHE / "bags" / "kitti_raw"
     if not (bag / "metadata.yaml").exists():
         build_real_bag("kitti_raw", DATA, bag)
-    return bag_frames(bag)[:20]
+    return [sample for _, sample in bag_frames(bag)][:20]
 
 
 @pytest.mark.parametrize("axis", range(3))
@@ -134,7 +159,7 @@ def test_real_kitti_one_degree_is_found_within_a_third_of_a_degree(kitti_frames,
 
 
 def _turned_tf_static(msg, angles):
-    """The /tf_static with the camera turned by ``angles`` (body axes) on its mount:
+    """The /tf_static with the calibration turned by ``angles`` (body axes), as for a camera:
     T_lidar_cam' = T_lidar_cam R (so T_cam_lidar' = R^T T_cam_lidar)."""
     import dataclasses
 

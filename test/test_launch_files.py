@@ -72,7 +72,6 @@ def launch_facts(path: Path) -> dict[str, object]:
     used: set[str] = set()
     parameters: set[str] = set()
     included: dict[str, set[str]] = {}
-    executables: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -90,9 +89,6 @@ def launch_facts(path: Path) -> dict[str, object]:
                     pytest.fail(f"{path.name}:{node.lineno}: LaunchConfiguration of a non-literal")
         keywords = {kw.arg for kw in node.keywords}
         if {"executable", "parameters"} <= keywords:  # a Node or LifecycleNode action
-            executables.add(
-                ast.unparse(next(k.value for k in node.keywords if k.arg == "executable"))
-            )
             for kw in node.keywords:
                 if kw.arg == "parameters" and isinstance(kw.value, ast.List):
                     for item in kw.value.elts:
@@ -110,7 +106,6 @@ def launch_facts(path: Path) -> dict[str, object]:
         "used": used,
         "parameters": parameters,
         "included": included,
-        "executables": executables,
     }
 
 
@@ -153,13 +148,22 @@ def test_the_checks_see_the_remapped_topics_and_parameters():
     assert {"camera_topic", "lidar_topic", "vlm_model_dir", "config_file"} <= set(facts["declared"])
     assert {"camera_topic", "vlm_model_dir"} <= facts["used"]
     assert {"models.directory", "vlm.model_dir"} <= facts["parameters"]
-    assert facts["executables"] == {"executable"}  # one node action, made plain or managed
 
 
 def test_the_managed_argument_starts_an_installed_lifecycle_node():
-    """``managed:=true`` picks the lifecycle executable, which setup.py installs."""
-    source = (REPO / "launch" / "perception.launch.py").read_text()
+    """``managed:=true`` picks the lifecycle action and executable, ``false`` the plain
+    ones (read from the calls that make the node actions), and setup.py installs both."""
+    tree = ast.parse((REPO / "launch" / "perception.launch.py").read_text())
     setup = (REPO / "setup.py").read_text()
-    for executable in ("multimodal_perception_node", "multimodal_perception_managed_node"):
-        assert f'"{executable}"' in source and f"{executable} = " in setup
-    assert "LifecycleNode" in source and "IfCondition(managed)" in source
+    made = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _call_name(node) == "_perception_node":
+            kind, executable, condition = node.args
+            made[_call_name(condition)] = (kind.id, ast.literal_eval(executable))
+            assert ast.unparse(condition.args[0]) == "managed"
+    assert made == {
+        "IfCondition": ("LifecycleNode", "multimodal_perception_managed_node"),
+        "UnlessCondition": ("Node", "multimodal_perception_node"),
+    }
+    for _, executable in made.values():
+        assert f"{executable} = " in setup
