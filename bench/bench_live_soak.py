@@ -70,47 +70,36 @@ class Sampler(threading.Thread):
 
 
 def soak(minutes: float) -> dict:
-    import rclpy
-    from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from std_msgs.msg import String
 
+    from multimodal_perception.accounting import drops_by_reason
     from multimodal_perception.ros_pkg.live import (
         final_accounting,
+        live_node,
         params_file,
         spin_for,
-        start_node,
         stop_node,
+        wait_until_up,
     )
     from multimodal_perception.ros_pkg.player import play
 
     tmp = Path(tempfile.mkdtemp(prefix="mmp_live_soak_"))
     loops = max(1, round(minutes * 60 / 5.1))  # the bag is 5 s, plus the loop gap
-    proc = start_node(params_file(tmp / "params.yaml"), tmp / "node.log")
-    rclpy.init()
+    params, log = params_file(tmp / "params.yaml"), tmp / "node.log"
     scenes: list[float] = []
-    try:
-        node = Node("mmp_soak_listener")
+    with live_node(params, log, "mmp_soak_listener") as (proc, node):
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         node.create_subscription(String, "/perception/scene", lambda _m: scenes.append(0.0), qos)
-        if not spin_for(node, 120, lambda: node.count_publishers("/perception/scene") > 0):
-            raise RuntimeError(f"the node did not come up: see {tmp / 'node.log'}")
+        wait_until_up(node, log)
         sampler = Sampler(proc.pid, scenes)
         sampler.start()
         played = play([SHIPPED], spin=node, loops=loops)
         spin_for(node, 2.0)
         sampler.stop.set()
         code, _, stdout = stop_node(proc, signal.SIGINT, node)
-        node.destroy_node()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        rclpy.try_shutdown()
     final = final_accounting(stdout)
-    drops: dict[str, int] = {}
-    for row in final["inputs"].values():
-        for reason, n in row["dropped"].items():
-            drops[reason] = drops.get(reason, 0) + n
+    drops = dict(drops_by_reason(final["inputs"]))
     camera = final["inputs"][CAMERA]
     return {
         "minutes": minutes, "loops": loops, "exit_code": code, "samples": sampler.rows,
@@ -123,6 +112,7 @@ def soak(minutes: float) -> dict:
 
 def single_pass_drops() -> dict[str, int]:
     """What one replay of the shipped bag drops, by reason (the node's code, in process)."""
+    from multimodal_perception.accounting import drops_by_reason
     from multimodal_perception.config import load_parameters
     from multimodal_perception.pipeline import Pipeline
     from multimodal_perception.ros_pkg.bag_io import iter_bag
@@ -134,11 +124,7 @@ def single_pass_drops() -> dict[str, int]:
         pipeline.process(rec.topic, rec.msg)
     pipeline.finish()
     pipeline.close()
-    drops: dict[str, int] = {}
-    for row in pipeline.accounting().values():
-        for reason, n in row["dropped"].items():
-            drops[reason] = drops.get(reason, 0) + n
-    return drops
+    return dict(drops_by_reason(pipeline.accounting()))
 
 
 def main() -> None:

@@ -45,6 +45,11 @@ def account(ingest: Ingest, sync: Synchronizer) -> dict[str, dict[str, Any]]:
     return report
 
 
+def drops_by_reason(accounting: dict[str, dict[str, Any]]) -> Counter[str]:
+    """Dropped messages over every input, by reason."""
+    return sum((Counter(row["dropped"]) for row in accounting.values()), Counter())
+
+
 def diagnostics_statuses(
     accounting: dict[str, dict[str, Any]],
     timings: dict[str, Any],

@@ -10,6 +10,7 @@ accounting (frames, latency, drops) is read from its stdout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,30 +168,47 @@ class Recorder:
             self._writer = None
 
 
+@contextlib.contextmanager
+def live_node(params: Path, log: Path, listener: str) -> Iterator[tuple[subprocess.Popen, Node]]:
+    """The node in its own process and a listener node in this one (rclpy up while
+    inside); on the way out the listener is destroyed, a node still running killed, and
+    rclpy shut down."""
+    proc = start_node(params, log)
+    rclpy.init()
+    try:
+        node = Node(listener)
+        try:
+            yield proc, node
+        finally:
+            node.destroy_node()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rclpy.try_shutdown()
+
+
+def wait_until_up(node: Node, log: Path, namespace: str = NS) -> None:
+    """Until the node publishes its scene (models loaded), at most 120 s."""
+    if not spin_for(node, 120, lambda: node.count_publishers(f"{namespace}/scene") > 0):
+        raise RuntimeError(f"the node did not come up: see {log}")
+
+
 def run_live(
     bag: Path, out_dir: Path, rate: float = 1.0, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Node + player + recorder; returns what the listener saw and the node's accounting."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out_dir / "output", ignore_errors=True)
-    proc = start_node(params_file(out_dir / "params.yaml", overrides), out_dir / "node.log")
-    rclpy.init()
-    try:
-        node = Node("mmp_live_recorder")
+    params, log = params_file(out_dir / "params.yaml", overrides), out_dir / "node.log"
+    with live_node(params, log, "mmp_live_recorder") as (proc, node):
         recorder = Recorder(node, out_dir / "output")
         try:
-            if not spin_for(node, 120, lambda: node.count_publishers(f"{NS}/scene") > 0):
-                raise RuntimeError(f"the node did not come up: see {out_dir / 'node.log'}")
+            wait_until_up(node, log)
             played = play([bag], rate=rate, spin=node)
             spin_for(node, 1.0)
             code, exit_s, stdout = stop_node(proc, signal.SIGINT, node)
         finally:
             recorder.close()
-            node.destroy_node()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        rclpy.try_shutdown()
     final = final_accounting(stdout)
     return {
         "rate": rate,

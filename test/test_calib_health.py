@@ -135,15 +135,21 @@ def test_perturbed_extrinsic_turns_the_camera_about_its_body_axes():
 
 
 @pytest.fixture(scope="module")
-def kitti_frames():
+def kitti_bag():
     need_data("kitti_raw_2011_09_26")
     from multimodal_perception.bagbuild import build_real_bag
-    from multimodal_perception.calibration_check import bag_frames
 
     bag = CACHE / "bags" / "kitti_raw"
     if not (bag / "metadata.yaml").exists():
         build_real_bag("kitti_raw", DATA, bag)
-    return [sample for _, sample in bag_frames(bag)][:20]
+    return bag
+
+
+@pytest.fixture(scope="module")
+def kitti_frames(kitti_bag):
+    from multimodal_perception.calibration_check import bag_frames
+
+    return [sample for _, sample in bag_frames(kitti_bag)][:20]
 
 
 @pytest.mark.parametrize("axis", range(3))
@@ -199,17 +205,6 @@ def _replay_with_checks(bag, angles, inline=True):
     checks = [json.loads(o.msg.data) for o in outputs if o.topic == "calibration_health"]
     diag = pipeline.diagnostics_output(pipeline.results[-1].stamp_ns).msg
     return pipeline, checks, [s for s in diag.status if "calibration" in s.name]
-
-
-@pytest.fixture(scope="module")
-def kitti_bag():
-    need_data("kitti_raw_2011_09_26")
-    from multimodal_perception.bagbuild import build_real_bag
-
-    bag = CACHE / "bags" / "kitti_raw"
-    if not (bag / "metadata.yaml").exists():
-        build_real_bag("kitti_raw", DATA, bag)
-    return bag
 
 
 def test_the_pipeline_checks_a_real_rig_and_names_a_turned_camera(kitti_bag):
