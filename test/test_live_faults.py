@@ -200,7 +200,12 @@ def test_the_node_names_the_fault_recovers_and_accounts_for_everything(results, 
         assert row["in"] == r.sent.get(topic, 0), f"{topic}: {row['in']} of {r.sent.get(topic)}"
     assert r.id_reuse == 0
     if r.drill.during is not None:  # frames went on for the sensors that remained
-        assert r.published_during >= 0.9 * r.camera_during > 0
+        # Without lidar a frame leaves the synchroniser at its timeout, about when the next
+        # one comes: on a loaded machine a few are superseded (latest wins, counted); the
+        # rest are published.
+        superseded = r.inputs[CAMERA]["dropped"].get("superseded_by_newer_frame", 0)
+        assert r.published_during + superseded >= r.camera_during > 0
+        assert r.published_during >= 0.75 * r.camera_during
 
 
 def test_the_drills_really_faulted_the_node(results):
